@@ -1,0 +1,2 @@
+//! ML simulator benchmark (filled in below).
+fn main() {}
