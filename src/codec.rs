@@ -1,0 +1,352 @@
+//! Avro codec for every value crmflow puts on Kafka.
+//!
+//! Values use the Avro specification's *single-object encoding*: the two bytes `C3 01`, the
+//! 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's canonical form,
+//! then the Avro binary datum. Any Avro library can decode them with the files in `schemas/`.
+//!
+//! A [`Codec`] writes with the current schema and reads with any schema version it knows
+//! (the current one plus those under `schemas/history/`), resolving old data into the current
+//! shape. Bytes that are not ours give a typed [`CodecError`], never a panic.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::LazyLock;
+
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::model::{Candidate, ChangeEvent, Position};
+
+/// The single-object encoding's marker.
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// Why bytes could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("not an Avro single-object message: expected marker C3 01, found {0:02X?}")]
+    BadMagic([u8; 2]),
+    #[error("message truncated: {0} bytes, the header alone needs 10")]
+    Truncated(usize),
+    #[error("unknown writer schema fingerprint {0}")]
+    UnknownFingerprint(String),
+    #[error("malformed Avro body for {schema}: {reason}")]
+    Malformed { schema: String, reason: String },
+    #[error("cannot encode {schema}: {reason}")]
+    Encode { schema: String, reason: String },
+}
+
+/// Encodes `T` with its current schema and decodes any known version of it.
+pub struct Codec<T> {
+    name: String,
+    current: Schema,
+    fingerprint: [u8; 8],
+    /// Every schema version we can read, by fingerprint (the current one included).
+    writers: HashMap<[u8; 8], Schema>,
+    _t: PhantomData<fn() -> T>,
+}
+
+fn fingerprint(schema: &Schema) -> [u8; 8] {
+    let fp = schema.fingerprint::<Rabin>();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&fp.bytes[..8]);
+    out
+}
+
+impl<T: Serialize + DeserializeOwned> Codec<T> {
+    /// Builds a codec from the current schema text and older versions' texts.
+    ///
+    /// Panics only on schema texts compiled into the binary, which tests cover.
+    pub fn new(name: &str, current: &str, history: &[&str]) -> Result<Self, apache_avro::Error> {
+        let current = Schema::parse_str(current)?;
+        let mut writers = HashMap::new();
+        writers.insert(fingerprint(&current), current.clone());
+        for old in history {
+            let s = Schema::parse_str(old)?;
+            writers.insert(fingerprint(&s), s);
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            fingerprint: fingerprint(&current),
+            current,
+            writers,
+            _t: PhantomData,
+        })
+    }
+
+    /// The fingerprint written in every message's header.
+    pub fn fingerprint(&self) -> [u8; 8] {
+        self.fingerprint
+    }
+
+    /// The schema messages are written with.
+    pub fn schema(&self) -> &Schema {
+        &self.current
+    }
+
+    /// Encodes one value: header + Avro binary datum.
+    pub fn encode(&self, value: &T) -> Result<Vec<u8>, CodecError> {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&MAGIC);
+        buf.extend_from_slice(&self.fingerprint);
+        apache_avro::write_avro_datum_ref(&self.current, value, &mut buf).map_err(|e| {
+            CodecError::Encode {
+                schema: self.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(buf)
+    }
+
+    /// Decodes one message written with the current schema or any known older version.
+    pub fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
+        if bytes.len() >= 2 && bytes[..2] != MAGIC {
+            return Err(CodecError::BadMagic([bytes[0], bytes[1]]));
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(CodecError::Truncated(bytes.len()));
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+        let writer = self
+            .writers
+            .get(&fp)
+            .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fp)))?;
+        let malformed = |e: apache_avro::Error| CodecError::Malformed {
+            schema: self.name.clone(),
+            reason: e.to_string(),
+        };
+        let mut body = &bytes[HEADER_LEN..];
+        let reader = if fp == self.fingerprint {
+            None
+        } else {
+            Some(&self.current)
+        };
+        let value = apache_avro::from_avro_datum(writer, &mut body, reader).map_err(malformed)?;
+        apache_avro::from_value::<T>(&value).map_err(malformed)
+    }
+}
+
+/// Schema texts compiled into the binary, so a deployment never reads them from disk.
+pub mod schemas {
+    pub const CHANGE_EVENT: &str = include_str!("../schemas/change_event.avsc");
+    pub const CHANGE_EVENT_V1: &str = include_str!("../schemas/history/change_event.v1.avsc");
+    pub const CANDIDATE: &str = include_str!("../schemas/candidate.avsc");
+    pub const POSITION: &str = include_str!("../schemas/position.avsc");
+}
+
+static CHANGE_EVENT: LazyLock<Codec<ChangeEvent>> = LazyLock::new(|| {
+    Codec::new(
+        "ChangeEvent",
+        schemas::CHANGE_EVENT,
+        &[schemas::CHANGE_EVENT_V1],
+    )
+    .expect("built-in ChangeEvent schema parses")
+});
+static CANDIDATE: LazyLock<Codec<Candidate>> = LazyLock::new(|| {
+    Codec::new("Candidate", schemas::CANDIDATE, &[]).expect("built-in Candidate schema parses")
+});
+static POSITION: LazyLock<Codec<Position>> = LazyLock::new(|| {
+    Codec::new("Position", schemas::POSITION, &[]).expect("built-in Position schema parses")
+});
+
+/// The codec for raw `ChangeEvent`s.
+pub fn change_event() -> &'static Codec<ChangeEvent> {
+    &CHANGE_EVENT
+}
+
+/// The codec for canonical `Candidate`s.
+pub fn candidate() -> &'static Codec<Candidate> {
+    &CANDIDATE
+}
+
+/// The codec for canonical `Position`s.
+pub fn position() -> &'static Codec<Position> {
+    &POSITION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Address, Lineage, Op};
+    use apache_avro::types::Value;
+
+    fn sample_event() -> ChangeEvent {
+        ChangeEvent::new(
+            "bullhorn",
+            "Candidate",
+            "1001",
+            Op::Upsert,
+            1_700_000_000_123,
+            1_700_000_001_000,
+            vec!["email".into(), "phone".into()],
+            "events",
+            r#"{"id":1001,"firstName":"Zoë","lastName":"محمد"}"#.into(),
+        )
+    }
+
+    fn lineage() -> Lineage {
+        Lineage {
+            crm: "bullhorn".into(),
+            crm_id: "7".into(),
+            source_version: 5,
+            event_id: "e".into(),
+            raw_topic: "crm.raw.bullhorn.candidate".into(),
+            raw_partition: 2,
+            raw_offset: 99,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        }
+    }
+
+    #[test]
+    fn change_event_round_trips_with_single_object_header() {
+        let ev = sample_event();
+        let bytes = change_event().encode(&ev).unwrap();
+        assert_eq!(&bytes[..2], &MAGIC);
+        assert_eq!(&bytes[2..10], &change_event().fingerprint());
+        assert_eq!(change_event().decode(&bytes).unwrap(), ev);
+    }
+
+    #[test]
+    fn header_fingerprint_is_the_spec_rabin_little_endian() {
+        // The Avro spec's CRC-64-AVRO of the canonical form of `"int"` is 0x7275d51a3f395c8f;
+        // single-object encoding writes it little-endian.
+        let s = Schema::parse_str(r#""int""#).unwrap();
+        assert_eq!(
+            fingerprint(&s),
+            0x7275_d51a_3f39_5c8f_u64.to_le_bytes(),
+            "fingerprint bytes must be little-endian CRC-64-AVRO"
+        );
+    }
+
+    #[test]
+    fn canonical_records_round_trip() {
+        let c = Candidate {
+            crm: "bullhorn".into(),
+            crm_id: "7".into(),
+            source_version: 5,
+            deleted: false,
+            first_name: Some("Ana".into()),
+            last_name: None,
+            email: Some("ana@example.com".into()),
+            phone: Some("+14155550100".into()),
+            mobile: None,
+            address: Some(Address {
+                city: Some("Omaha".into()),
+                country_code: Some("US".into()),
+                ..Default::default()
+            }),
+            status: Some("Active".into()),
+            occupation: None,
+            company_name: None,
+            skills: vec!["Rust".into(), "Kafka".into()],
+            summary: None,
+            date_available: Some(1),
+            owner_id: None,
+            owner_name: None,
+            date_added: None,
+            lineage: lineage(),
+        };
+        let bytes = candidate().encode(&c).unwrap();
+        assert_eq!(candidate().decode(&bytes).unwrap(), c);
+
+        let p = Position {
+            crm: "bullhorn".into(),
+            crm_id: "9".into(),
+            source_version: 6,
+            deleted: true,
+            title: None,
+            description: None,
+            status: None,
+            is_open: Some(false),
+            employment_type: None,
+            salary: Some(120_000.5),
+            salary_unit: Some("per year".into()),
+            pay_rate: None,
+            num_openings: Some(2),
+            start_date: None,
+            skills: vec![],
+            address: None,
+            client_corporation_id: Some("3".into()),
+            client_corporation_name: None,
+            owner_id: None,
+            owner_name: None,
+            date_added: None,
+            lineage: lineage(),
+        };
+        let bytes = position().encode(&p).unwrap();
+        assert_eq!(position().decode(&bytes).unwrap(), p);
+    }
+
+    #[test]
+    fn v1_message_is_read_by_the_current_schema() {
+        let v1 = Schema::parse_str(schemas::CHANGE_EVENT_V1).unwrap();
+        let value = Value::Record(vec![
+            ("event_id".into(), Value::String("abc".into())),
+            ("crm".into(), Value::String("bullhorn".into())),
+            ("entity".into(), Value::String("JobOrder".into())),
+            ("record_id".into(), Value::String("5".into())),
+            ("op".into(), Value::Enum(1, "DELETE".into())),
+            ("source_version".into(), Value::Long(10)),
+            ("observed_at".into(), Value::TimestampMillis(20)),
+            ("record".into(), Value::String("{}".into())),
+        ]);
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&fingerprint(&v1));
+        bytes.extend(apache_avro::to_avro_datum(&v1, value).unwrap());
+        assert_ne!(fingerprint(&v1), change_event().fingerprint());
+
+        let ev = change_event().decode(&bytes).unwrap();
+        assert_eq!(ev.op, Op::Delete);
+        assert_eq!(ev.record_id, "5");
+        assert_eq!(ev.source_version, 10);
+        assert!(ev.changed_fields.is_empty(), "new field takes its default");
+        assert_eq!(ev.source_mode, "poll");
+    }
+
+    #[test]
+    fn foreign_bytes_give_typed_errors() {
+        let good = change_event().encode(&sample_event()).unwrap();
+
+        let mut wrong_magic = good.clone();
+        wrong_magic[0] = 0x00;
+        assert!(matches!(
+            change_event().decode(&wrong_magic),
+            Err(CodecError::BadMagic(_))
+        ));
+        assert!(matches!(
+            change_event().decode(b"{\"json\":true}"),
+            Err(CodecError::BadMagic(_))
+        ));
+
+        let mut unknown = good.clone();
+        unknown[5] ^= 0xFF;
+        assert!(matches!(
+            change_event().decode(&unknown),
+            Err(CodecError::UnknownFingerprint(_))
+        ));
+
+        assert!(matches!(
+            change_event().decode(&good[..6]),
+            Err(CodecError::Truncated(6))
+        ));
+        assert!(matches!(
+            change_event().decode(&[]),
+            Err(CodecError::Truncated(0))
+        ));
+        for cut in [11, good.len() / 2, good.len() - 1] {
+            assert!(
+                matches!(
+                    change_event().decode(&good[..cut]),
+                    Err(CodecError::Malformed { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+        // A candidate is not a change event.
+        let c = candidate().decode(&good);
+        assert!(matches!(c, Err(CodecError::UnknownFingerprint(_))));
+    }
+}

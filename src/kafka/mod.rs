@@ -1,0 +1,29 @@
+//! Kafka plumbing shared by every stage: client settings, topic names and creation, an
+//! idempotent producer whose full queue is backpressure, consumers with manual offset control,
+//! and W3C `traceparent` propagation on message headers.
+//!
+//! Nothing here knows what a stage does with messages; the stages own delivery semantics.
+
+mod consumer;
+mod producer;
+mod topics;
+pub mod trace;
+
+pub use consumer::{consumer, OffsetLookup, StageConsumer, StageConsumerContext};
+pub use producer::{Delivery, Producer};
+pub use topics::{ensure_topics, TopicSpec, Topics};
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Base librdkafka settings for every client of this deployment.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    c.set("client.id", "crmflow");
+    for (k, v) in &cfg.client_properties {
+        c.set(k, v);
+    }
+    c
+}

@@ -1,0 +1,215 @@
+//! The pipeline's event model: the raw [`ChangeEvent`] a source emits and the canonical
+//! [`Candidate`] / [`Position`] records the normalize stage derives from it.
+//!
+//! Field names and types mirror the Avro schemas in `schemas/` one to one, so the serde
+//! derives here are the only mapping between Rust and the wire; `codec` checks both agree.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What happened to a CRM record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Op {
+    /// Created or changed: the record carries its current state.
+    #[serde(rename = "UPSERT")]
+    Upsert,
+    /// Deleted in the CRM (hard or soft): downstream keeps a tombstone with this version.
+    #[serde(rename = "DELETE")]
+    Delete,
+}
+
+/// One observed change of one CRM record (`schemas/change_event.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// Deterministic id, see [`event_id`]: the same change observed twice has the same id.
+    pub event_id: String,
+    /// Source system, e.g. `bullhorn`.
+    pub crm: String,
+    /// The CRM's entity name, e.g. `Candidate`.
+    pub entity: String,
+    /// The CRM's record id, as text.
+    pub record_id: String,
+    /// Upsert or delete.
+    pub op: Op,
+    /// Record version in epoch milliseconds (Bullhorn `dateLastModified`).
+    pub source_version: i64,
+    /// When the source read the record, epoch milliseconds.
+    pub observed_at: i64,
+    /// Fields the CRM reported as changed (Bullhorn `updatedProperties`); empty when unknown.
+    #[serde(default)]
+    pub changed_fields: Vec<String>,
+    /// How the source found the change: `poll`, `events` or `webhook`.
+    #[serde(default = "default_source_mode")]
+    pub source_mode: String,
+    /// The CRM's JSON exactly as received.
+    pub record: String,
+}
+
+fn default_source_mode() -> String {
+    "poll".to_owned()
+}
+
+impl ChangeEvent {
+    /// Builds an event and derives its deterministic `event_id`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        crm: &str,
+        entity: &str,
+        record_id: &str,
+        op: Op,
+        source_version: i64,
+        observed_at: i64,
+        changed_fields: Vec<String>,
+        source_mode: &str,
+        record: String,
+    ) -> Self {
+        Self {
+            event_id: event_id(crm, entity, record_id, source_version, op),
+            crm: crm.to_owned(),
+            entity: entity.to_owned(),
+            record_id: record_id.to_owned(),
+            op,
+            source_version,
+            observed_at,
+            changed_fields,
+            source_mode: source_mode.to_owned(),
+            record,
+        }
+    }
+}
+
+/// Deterministic event id: the first 32 hex characters of SHA-256 over the fields that identify
+/// one version of one record. Observing the same version again (an overlapping poll, an event
+/// re-get, a replay) yields the same id, which is what lets downstream de-duplicate.
+pub fn event_id(crm: &str, entity: &str, record_id: &str, source_version: i64, op: Op) -> String {
+    let mut h = Sha256::new();
+    for part in [crm, entity, record_id] {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    h.update(source_version.to_be_bytes());
+    h.update(match op {
+        Op::Upsert => b"U",
+        Op::Delete => b"D",
+    });
+    let digest = h.finalize();
+    hex::encode(&digest[..16])
+}
+
+/// Where a canonical record came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub crm: String,
+    pub crm_id: String,
+    pub source_version: i64,
+    pub event_id: String,
+    pub raw_topic: String,
+    pub raw_partition: i32,
+    pub raw_offset: i64,
+    pub trace_id: Option<String>,
+}
+
+/// A postal address, every part optional (CRMs hold partial addresses).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub zip: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: Option<String>,
+}
+
+/// A person who may fill a position (`schemas/candidate.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub crm: String,
+    pub crm_id: String,
+    /// Epoch ms; only a newer version may replace a stored row.
+    pub source_version: i64,
+    /// A tombstone: the record was deleted at `source_version`.
+    pub deleted: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub mobile: Option<String>,
+    pub address: Option<Address>,
+    pub status: Option<String>,
+    pub occupation: Option<String>,
+    pub company_name: Option<String>,
+    pub skills: Vec<String>,
+    pub summary: Option<String>,
+    pub date_available: Option<i64>,
+    pub owner_id: Option<String>,
+    pub owner_name: Option<String>,
+    pub date_added: Option<i64>,
+    pub lineage: Lineage,
+}
+
+/// A job to fill (`schemas/position.avsc`); Bullhorn calls it JobOrder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    pub crm: String,
+    pub crm_id: String,
+    /// Epoch ms; only a newer version may replace a stored row.
+    pub source_version: i64,
+    /// A tombstone: the record was deleted at `source_version`.
+    pub deleted: bool,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub status: Option<String>,
+    pub is_open: Option<bool>,
+    pub employment_type: Option<String>,
+    pub salary: Option<f64>,
+    pub salary_unit: Option<String>,
+    pub pay_rate: Option<f64>,
+    pub num_openings: Option<i32>,
+    pub start_date: Option<i64>,
+    pub skills: Vec<String>,
+    pub address: Option<Address>,
+    pub client_corporation_id: Option<String>,
+    pub client_corporation_name: Option<String>,
+    pub owner_id: Option<String>,
+    pub owner_name: Option<String>,
+    pub date_added: Option<i64>,
+    pub lineage: Lineage,
+}
+
+/// The key of a canonical record on its topic and in logs: `"<crm>:<crm_id>"`.
+pub fn canonical_key(crm: &str, crm_id: &str) -> String {
+    format!("{crm}:{crm_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_id_is_deterministic_and_distinguishes_versions() {
+        let a = event_id("bullhorn", "Candidate", "42", 1_700_000_000_000, Op::Upsert);
+        assert_eq!(
+            a,
+            event_id("bullhorn", "Candidate", "42", 1_700_000_000_000, Op::Upsert)
+        );
+        assert_eq!(a.len(), 32);
+        assert_ne!(
+            a,
+            event_id("bullhorn", "Candidate", "42", 1_700_000_000_001, Op::Upsert)
+        );
+        assert_ne!(
+            a,
+            event_id("bullhorn", "Candidate", "42", 1_700_000_000_000, Op::Delete)
+        );
+        assert_ne!(
+            a,
+            event_id("bullhorn", "JobOrder", "42", 1_700_000_000_000, Op::Upsert)
+        );
+        // Field boundaries matter: ("a","bc") and ("ab","c") must differ.
+        assert_ne!(
+            event_id("a", "bc", "1", 1, Op::Upsert),
+            event_id("ab", "c", "1", 1, Op::Upsert)
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! What a deployment consists of: its topics (and, as stages land, the stages a `run` starts).
+
+use crate::config::Config;
+use crate::kafka::{TopicSpec, Topics};
+
+/// Every topic crmflow writes, with its partitioning and cleanup policy.
+pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {
+    let t = Topics::new(&cfg.kafka);
+    let p = cfg.kafka.partitions;
+    let mut specs: Vec<TopicSpec> = cfg
+        .bullhorn
+        .entities
+        .iter()
+        .map(|e| TopicSpec {
+            name: t.raw("bullhorn", e),
+            partitions: p,
+            compacted: false,
+        })
+        .collect();
+    for entity in ["candidate", "position"] {
+        specs.push(TopicSpec {
+            name: t.canonical(entity),
+            partitions: p,
+            compacted: true,
+        });
+    }
+    specs.push(TopicSpec {
+        name: t.dlq(),
+        partitions: p,
+        compacted: false,
+    });
+    specs
+}

@@ -1,0 +1,139 @@
+//! PostgreSQL: the connection pool and the schema migrations (`migrations/`, embedded with
+//! refinery).
+//!
+//! Migrations run under a session advisory lock, so two processes starting at once apply them
+//! one after the other (the second finds nothing to do), and running them twice is a no-op.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Errors talking to Postgres.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("postgres: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("postgres pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("postgres pool setup: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+    #[error("invalid schema name {0:?}: use letters, digits and underscores")]
+    SchemaName(String),
+}
+
+impl StoreError {
+    /// Whether retrying later can succeed: lost connections, serialization failures,
+    /// deadlocks, a server that is starting or shutting down.
+    pub fn is_retriable(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        let pg = match self {
+            StoreError::Pg(e) => e,
+            StoreError::Pool(deadpool_postgres::PoolError::Backend(e)) => e,
+            StoreError::Pool(_) => return true,
+            _ => return false,
+        };
+        if pg.is_closed() || pg.as_db_error().is_none() {
+            return true;
+        }
+        matches!(
+            pg.code(),
+            Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || *c == SqlState::CONNECTION_FAILURE
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::CRASH_SHUTDOWN
+        )
+    }
+}
+
+fn check_schema_name(schema: &str) -> Result<(), StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !schema.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::SchemaName(schema.to_owned()))
+    }
+}
+
+/// Builds the pool (connections open lazily).
+pub fn pool(cfg: &Config) -> Result<Pool, StoreError> {
+    check_schema_name(&cfg.postgres.schema)?;
+    let mgr = Manager::from_config(
+        cfg.pg_config(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(mgr)
+        .max_size(cfg.postgres.pool_size)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .create_timeout(Some(Duration::from_secs(cfg.postgres.connect_timeout_secs)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()?)
+}
+
+/// Opens one dedicated connection (its driver runs on a spawned task).
+pub async fn connect(cfg: &Config) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, conn) = cfg.pg_config().connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            tracing::debug!(%error, "postgres connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The migrations that were applied by this call (empty when the schema was up to date).
+pub async fn migrate(cfg: &Config) -> Result<Vec<String>, StoreError> {
+    check_schema_name(&cfg.postgres.schema)?;
+    let mut client = connect(cfg).await?;
+    let schema = &cfg.postgres.schema;
+    // The lock key is per schema, so parallel test schemas do not wait for each other.
+    client
+        .execute(
+            "SELECT pg_advisory_lock(hashtext('crmflow-migrate:' || $1))",
+            &[schema],
+        )
+        .await?;
+    let result = async {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+        let report = embedded::migrations::runner()
+            .set_migration_table_name("crmflow_schema_history")
+            .run_async(&mut client)
+            .await?;
+        Ok::<_, StoreError>(
+            report
+                .applied_migrations()
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+        )
+    }
+    .await;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('crmflow-migrate:' || $1))",
+            &[schema],
+        )
+        .await?;
+    result
+}

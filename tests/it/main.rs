@@ -1,0 +1,8 @@
+//! Integration tests against the real services (`scripts/services up`): PostgreSQL with
+//! pgvector and a Kafka broker on loopback. One binary, so it compiles once.
+//!
+//! Every test makes its own topic prefix and Postgres schema, so tests run in parallel and can
+//! be re-run against the same services.
+
+mod common;
+mod foundation;
