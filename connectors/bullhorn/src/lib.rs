@@ -1,1 +1,12 @@
-//! Bullhorn connector.
+//! Bullhorn connector: the wire protocol of Bullhorn's REST API, both sides of it.
+//!
+//! - [`wire`]: serde types of every document the client and the simulator exchange (auth, list envelopes,
+//!   errors, writes, event subscriptions). Both sides depend on them, so they cannot drift apart.
+//! - `client` (to come): the Bullhorn client used by the pipeline's source.
+//! - `sim` (feature `sim`): an in-memory Bullhorn REST simulator, run as `crmflow sim bullhorn` or started
+//!   in-process by tests on port 0.
+
+pub mod wire;
+
+#[cfg(feature = "sim")]
+pub mod sim;
