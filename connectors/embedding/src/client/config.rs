@@ -95,8 +95,16 @@ mod tests {
             ("http://h:1/", Protocol::Tei, "http://h:1/embed"),
             ("http://h:1/ml", Protocol::Tei, "http://h:1/ml/embed"),
             ("http://h:1", Protocol::OpenAi, "http://h:1/v1/embeddings"),
-            ("http://h:1/v1/", Protocol::OpenAi, "http://h:1/v1/embeddings"),
-            ("http://h:1/proxy", Protocol::OpenAi, "http://h:1/proxy/v1/embeddings"),
+            (
+                "http://h:1/v1/",
+                Protocol::OpenAi,
+                "http://h:1/v1/embeddings",
+            ),
+            (
+                "http://h:1/proxy",
+                Protocol::OpenAi,
+                "http://h:1/proxy/v1/embeddings",
+            ),
         ];
         for (base, protocol, want) in cases {
             let config = ClientConfig::new(Url::parse(base).unwrap(), protocol, "m");
@@ -115,7 +123,13 @@ mod tests {
 
     #[test]
     fn protocol_names() {
-        assert_eq!(serde_json::from_str::<Protocol>("\"tei\"").unwrap(), Protocol::Tei);
-        assert_eq!(serde_json::from_str::<Protocol>("\"openai\"").unwrap(), Protocol::OpenAi);
+        assert_eq!(
+            serde_json::from_str::<Protocol>("\"tei\"").unwrap(),
+            Protocol::Tei
+        );
+        assert_eq!(
+            serde_json::from_str::<Protocol>("\"openai\"").unwrap(),
+            Protocol::OpenAi
+        );
     }
 }

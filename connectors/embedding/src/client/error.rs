@@ -109,13 +109,20 @@ impl EmbedError {
     /// (validation of one input), 413 (one huge input, or more inputs than the service's batch limit).
     /// 401/403/404 and friends are excluded: splitting cannot fix credentials or a wrong URL.
     pub fn is_input_rejection(&self) -> bool {
-        matches!(self, EmbedError::Rejected { status: 400 | 413 | 422, .. })
+        matches!(
+            self,
+            EmbedError::Rejected {
+                status: 400 | 413 | 422,
+                ..
+            }
+        )
     }
 
     /// How long the service asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            EmbedError::RateLimited { retry_after, .. } | EmbedError::Server { retry_after, .. } => *retry_after,
+            EmbedError::RateLimited { retry_after, .. }
+            | EmbedError::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -124,7 +131,9 @@ impl EmbedError {
     pub fn status(&self) -> Option<u16> {
         match self {
             EmbedError::RateLimited { .. } => Some(429),
-            EmbedError::Server { status, .. } | EmbedError::Rejected { status, .. } => Some(*status),
+            EmbedError::Server { status, .. } | EmbedError::Rejected { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -152,17 +161,39 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16) -> EmbedError {
-        EmbedError::Rejected { status, body: String::new() }
+        EmbedError::Rejected {
+            status,
+            body: String::new(),
+        }
     }
 
     #[test]
     fn retry_and_bisect_decisions() {
-        let server = EmbedError::Server { status: 503, retry_after: None, body: String::new() };
-        let limited = EmbedError::RateLimited { retry_after: Some(Duration::from_secs(2)), body: String::new() };
+        let server = EmbedError::Server {
+            status: 503,
+            retry_after: None,
+            body: String::new(),
+        };
+        let limited = EmbedError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+            body: String::new(),
+        };
         // (error, retriable, input rejection)
         let cases = [
-            (EmbedError::Timeout { after: Duration::from_secs(1) }, true, false),
-            (EmbedError::Transport { message: "reset".into() }, true, false),
+            (
+                EmbedError::Timeout {
+                    after: Duration::from_secs(1),
+                },
+                true,
+                false,
+            ),
+            (
+                EmbedError::Transport {
+                    message: "reset".into(),
+                },
+                true,
+                false,
+            ),
             (limited.clone(), true, false),
             (server, true, false),
             (rejected(400), false, true),
@@ -170,8 +201,21 @@ mod tests {
             (rejected(422), false, true),
             (rejected(401), false, false),
             (rejected(404), false, false),
-            (EmbedError::Decode { message: "x".into() }, false, false),
-            (EmbedError::CountMismatch { sent: 2, received: 1 }, false, false),
+            (
+                EmbedError::Decode {
+                    message: "x".into(),
+                },
+                false,
+                false,
+            ),
+            (
+                EmbedError::CountMismatch {
+                    sent: 2,
+                    received: 1,
+                },
+                false,
+                false,
+            ),
         ];
         for (error, retriable, rejection) in cases {
             assert_eq!(error.is_retriable(), retriable, "{error}");

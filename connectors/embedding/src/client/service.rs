@@ -59,9 +59,15 @@ impl EmbeddingClient {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|error| EmbedError::Build { message: error_chain(&error) })?;
+            .map_err(|error| EmbedError::Build {
+                message: error_chain(&error),
+            })?;
         let endpoint = config.endpoint();
-        Ok(Self { config, http, endpoint })
+        Ok(Self {
+            config,
+            http,
+            endpoint,
+        })
     }
 
     /// The configuration in use.
@@ -86,7 +92,11 @@ impl EmbeddingClient {
             match self.attempt(body.clone(), inputs.len()).await {
                 Ok(vectors) => {
                     if attempt > 1 {
-                        debug!(attempt, batch_len = inputs.len(), "embed succeeded after retrying");
+                        debug!(
+                            attempt,
+                            batch_len = inputs.len(),
+                            "embed succeeded after retrying"
+                        );
                     }
                     return Ok(vectors);
                 }
@@ -126,9 +136,11 @@ impl EmbeddingClient {
         &self,
         inputs: &[String],
     ) -> Result<Vec<Result<Vec<f32>, EmbedError>>, EmbedError> {
-        let mut results: Vec<Option<Result<Vec<f32>, EmbedError>>> = (0..inputs.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<Vec<f32>, EmbedError>>> =
+            (0..inputs.len()).map(|_| None).collect();
         // Depth-first, left half first, so a single poison input costs about 2·log2(n) extra requests.
-        let mut pending: Vec<Range<usize>> = vec![0..inputs.len()];
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(16);
+        pending.push(0..inputs.len());
         while let Some(range) = pending.pop() {
             if range.is_empty() {
                 continue;
@@ -152,13 +164,22 @@ impl EmbeddingClient {
                 Err(error) => return Err(error),
             }
         }
-        let results: Vec<Result<Vec<f32>, EmbedError>> =
-            results.into_iter().map(|slot| slot.expect("every input is settled by the loop")).collect();
+        let results: Vec<Result<Vec<f32>, EmbedError>> = results
+            .into_iter()
+            .map(|slot| slot.expect("every input is settled by the loop"))
+            .collect();
         // Each sub-batch was checked on its own; without a configured dimension they must still agree together.
-        let mut dims = results.iter().enumerate().filter_map(|(i, r)| r.as_ref().ok().map(|v| (i, v.len())));
+        let mut dims = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|v| (i, v.len())));
         if let Some((_, expected)) = dims.next() {
             if let Some((index, got)) = dims.find(|&(_, got)| got != expected) {
-                return Err(EmbedError::DimensionMismatch { index, expected, got });
+                return Err(EmbedError::DimensionMismatch {
+                    index,
+                    expected,
+                    got,
+                });
             }
         }
         Ok(results)
@@ -167,29 +188,50 @@ impl EmbeddingClient {
     /// Serialises the batch once; every attempt re-sends these bytes.
     fn encode(&self, inputs: &[String]) -> Result<Bytes, EmbedError> {
         let bytes = match self.config.protocol {
-            Protocol::Tei => serde_json::to_vec(&TeiBody { inputs, truncate: true }),
-            Protocol::OpenAi => serde_json::to_vec(&OpenAiBody { model: &self.config.model, input: inputs }),
+            Protocol::Tei => serde_json::to_vec(&TeiBody {
+                inputs,
+                truncate: true,
+            }),
+            Protocol::OpenAi => serde_json::to_vec(&OpenAiBody {
+                model: &self.config.model,
+                input: inputs,
+            }),
         }
-        .map_err(|error| EmbedError::Decode { message: error.to_string() })?;
+        .map_err(|error| EmbedError::Decode {
+            message: error.to_string(),
+        })?;
         Ok(Bytes::from(bytes))
     }
 
     /// One HTTP attempt: send, classify the status, decode and check the vectors.
     async fn attempt(&self, body: Bytes, sent: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut request = self.http.post(self.endpoint.clone()).header(CONTENT_TYPE, "application/json").body(body);
+        let mut request = self
+            .http
+            .post(self.endpoint.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose_secret());
         }
-        let response = request.send().await.map_err(|error| self.transport_error(&error))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
-        let bytes = response.bytes().await.map_err(|error| self.transport_error(&error))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport_error(&error))?;
         if !status.is_success() {
             return Err(status_error(status, retry_after, &bytes));
         }
         let vectors = match self.config.protocol {
             Protocol::Tei => serde_json::from_slice::<TeiResponse>(&bytes).map_err(decode_error)?,
-            Protocol::OpenAi => order_by_index(serde_json::from_slice::<OpenAiResponse>(&bytes).map_err(decode_error)?, sent)?,
+            Protocol::OpenAi => order_by_index(
+                serde_json::from_slice::<OpenAiResponse>(&bytes).map_err(decode_error)?,
+                sent,
+            )?,
         };
         check_vectors(&vectors, sent, self.config.expected_dim)?;
         Ok(vectors)
@@ -203,16 +245,24 @@ impl EmbeddingClient {
             return retry_after.min(MAX_RETRY_AFTER);
         }
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-        let ceiling = self.config.backoff_initial.saturating_mul(factor).min(self.config.backoff_max);
+        let ceiling = self
+            .config
+            .backoff_initial
+            .saturating_mul(factor)
+            .min(self.config.backoff_max);
         let half = ceiling / 2;
         half + half.mul_f64(rand::rng().random::<f64>())
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> EmbedError {
         if error.is_timeout() {
-            EmbedError::Timeout { after: self.config.timeout }
+            EmbedError::Timeout {
+                after: self.config.timeout,
+            }
         } else {
-            EmbedError::Transport { message: error_chain(error) }
+            EmbedError::Transport {
+                message: error_chain(error),
+            }
         }
     }
 }
@@ -224,7 +274,11 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
     if status == StatusCode::TOO_MANY_REQUESTS {
         EmbedError::RateLimited { retry_after, body }
     } else if status.is_server_error() {
-        EmbedError::Server { status: code, retry_after, body }
+        EmbedError::Server {
+            status: code,
+            retry_after,
+            body,
+        }
     } else {
         EmbedError::Rejected { status: code, body }
     }
@@ -233,7 +287,10 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
 /// OpenAI answers carry an `index` per vector and need not be in input order.
 fn order_by_index(response: OpenAiResponse, sent: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
     if response.data.len() != sent {
-        return Err(EmbedError::CountMismatch { sent, received: response.data.len() });
+        return Err(EmbedError::CountMismatch {
+            sent,
+            received: response.data.len(),
+        });
     }
     let mut slots: Vec<Option<Vec<f32>>> = (0..sent).map(|_| None).collect();
     for item in response.data {
@@ -243,19 +300,35 @@ fn order_by_index(response: OpenAiResponse, sent: usize) -> Result<Vec<Vec<f32>>
         }
     }
     // Count matched and no index repeated or out of range, so every slot is filled.
-    Ok(slots.into_iter().map(|slot| slot.unwrap_or_default()).collect())
+    Ok(slots
+        .into_iter()
+        .map(|slot| slot.unwrap_or_default())
+        .collect())
 }
 
 /// The response contract: one vector per input, all of one (expected) non-zero dimension, finite values.
-fn check_vectors(vectors: &[Vec<f32>], sent: usize, expected_dim: Option<usize>) -> Result<(), EmbedError> {
+fn check_vectors(
+    vectors: &[Vec<f32>],
+    sent: usize,
+    expected_dim: Option<usize>,
+) -> Result<(), EmbedError> {
     if vectors.len() != sent {
-        return Err(EmbedError::CountMismatch { sent, received: vectors.len() });
+        return Err(EmbedError::CountMismatch {
+            sent,
+            received: vectors.len(),
+        });
     }
-    let Some(first) = vectors.first() else { return Ok(()) };
+    let Some(first) = vectors.first() else {
+        return Ok(());
+    };
     let expected = expected_dim.unwrap_or(first.len());
     for (index, vector) in vectors.iter().enumerate() {
         if vector.len() != expected || vector.is_empty() {
-            return Err(EmbedError::DimensionMismatch { index, expected, got: vector.len() });
+            return Err(EmbedError::DimensionMismatch {
+                index,
+                expected,
+                got: vector.len(),
+            });
         }
         if !vector.iter().all(|x| x.is_finite()) {
             return Err(EmbedError::NonFinite { index });
@@ -269,11 +342,14 @@ fn check_vectors(vectors: &[Vec<f32>], sent: usize, expected_dim: Option<usize>)
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let seconds: f64 = value.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 fn decode_error(error: serde_json::Error) -> EmbedError {
-    EmbedError::Decode { message: error.to_string() }
+    EmbedError::Decode {
+        message: error.to_string(),
+    }
 }
 
 fn snippet(body: &[u8]) -> String {
@@ -300,7 +376,13 @@ mod tests {
 
     fn openai(indices: &[usize]) -> OpenAiResponse {
         OpenAiResponse {
-            data: indices.iter().map(|&index| OpenAiEmbedding { index, embedding: vec![index as f32] }).collect(),
+            data: indices
+                .iter()
+                .map(|&index| OpenAiEmbedding {
+                    index,
+                    embedding: vec![index as f32],
+                })
+                .collect(),
             model: "m".into(),
             usage: Default::default(),
         }
@@ -310,9 +392,21 @@ mod tests {
     fn openai_vectors_are_ordered_by_index() {
         let ordered = order_by_index(openai(&[2, 0, 1]), 3).unwrap();
         assert_eq!(ordered, vec![vec![0.0], vec![1.0], vec![2.0]]);
-        assert!(matches!(order_by_index(openai(&[0, 0, 1]), 3), Err(EmbedError::BadIndex { index: 0 })));
-        assert!(matches!(order_by_index(openai(&[0, 3, 1]), 3), Err(EmbedError::BadIndex { index: 3 })));
-        assert!(matches!(order_by_index(openai(&[0, 1]), 3), Err(EmbedError::CountMismatch { sent: 3, received: 2 })));
+        assert!(matches!(
+            order_by_index(openai(&[0, 0, 1]), 3),
+            Err(EmbedError::BadIndex { index: 0 })
+        ));
+        assert!(matches!(
+            order_by_index(openai(&[0, 3, 1]), 3),
+            Err(EmbedError::BadIndex { index: 3 })
+        ));
+        assert!(matches!(
+            order_by_index(openai(&[0, 1]), 3),
+            Err(EmbedError::CountMismatch {
+                sent: 3,
+                received: 2
+            })
+        ));
     }
 
     #[test]
@@ -320,26 +414,50 @@ mod tests {
         let ok = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
         assert!(check_vectors(&ok, 2, None).is_ok());
         assert!(check_vectors(&ok, 2, Some(2)).is_ok());
-        assert!(matches!(check_vectors(&ok, 3, None), Err(EmbedError::CountMismatch { .. })));
+        assert!(matches!(
+            check_vectors(&ok, 3, None),
+            Err(EmbedError::CountMismatch { .. })
+        ));
         assert!(matches!(
             check_vectors(&ok, 2, Some(3)),
-            Err(EmbedError::DimensionMismatch { index: 0, expected: 3, got: 2 })
+            Err(EmbedError::DimensionMismatch {
+                index: 0,
+                expected: 3,
+                got: 2
+            })
         ));
         let ragged = vec![vec![1.0, 0.0], vec![1.0]];
         assert!(matches!(
             check_vectors(&ragged, 2, None),
-            Err(EmbedError::DimensionMismatch { index: 1, expected: 2, got: 1 })
+            Err(EmbedError::DimensionMismatch {
+                index: 1,
+                expected: 2,
+                got: 1
+            })
         ));
         let nan = vec![vec![1.0, f32::NAN]];
-        assert!(matches!(check_vectors(&nan, 1, None), Err(EmbedError::NonFinite { index: 0 })));
+        assert!(matches!(
+            check_vectors(&nan, 1, None),
+            Err(EmbedError::NonFinite { index: 0 })
+        ));
     }
 
     #[test]
     fn statuses_map_to_error_kinds() {
         let secs = Some(Duration::from_secs(1));
-        assert!(matches!(status_error(StatusCode::TOO_MANY_REQUESTS, secs, b""), EmbedError::RateLimited { .. }));
-        assert!(matches!(status_error(StatusCode::BAD_GATEWAY, None, b""), EmbedError::Server { status: 502, .. }));
-        let rejected = status_error(StatusCode::UNPROCESSABLE_ENTITY, None, b"{\"error\":\"bad\"}");
+        assert!(matches!(
+            status_error(StatusCode::TOO_MANY_REQUESTS, secs, b""),
+            EmbedError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            status_error(StatusCode::BAD_GATEWAY, None, b""),
+            EmbedError::Server { status: 502, .. }
+        ));
+        let rejected = status_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            b"{\"error\":\"bad\"}",
+        );
         assert!(rejected.is_input_rejection());
         assert!(format!("{rejected}").contains("bad"));
     }
@@ -366,14 +484,32 @@ mod tests {
         config.backoff_initial = Duration::from_millis(100);
         config.backoff_max = Duration::from_millis(1000);
         let client = EmbeddingClient::new(config).unwrap();
-        let error = EmbedError::Timeout { after: Duration::from_secs(1) };
-        for (attempt, ceiling_ms) in [(1, 100), (2, 200), (3, 400), (4, 800), (5, 1000), (40, 1000)] {
+        let error = EmbedError::Timeout {
+            after: Duration::from_secs(1),
+        };
+        for (attempt, ceiling_ms) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
             for _ in 0..20 {
                 let delay = client.delay_before_retry(attempt, &error).as_millis() as u64;
-                assert!((ceiling_ms / 2..=ceiling_ms).contains(&delay), "attempt {attempt}: {delay} ms");
+                assert!(
+                    (ceiling_ms / 2..=ceiling_ms).contains(&delay),
+                    "attempt {attempt}: {delay} ms"
+                );
             }
         }
-        let limited = EmbedError::RateLimited { retry_after: Some(Duration::from_secs(3)), body: String::new() };
-        assert_eq!(client.delay_before_retry(1, &limited), Duration::from_secs(3));
+        let limited = EmbedError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+            body: String::new(),
+        };
+        assert_eq!(
+            client.delay_before_retry(1, &limited),
+            Duration::from_secs(3)
+        );
     }
 }

@@ -80,7 +80,11 @@ impl Default for SimArgs {
 impl SimArgs {
     /// Defaults for tests: a free port and no added latency, so a test run takes milliseconds.
     pub fn for_tests() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), latency_ms: 0, ..Self::default() }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency_ms: 0,
+            ..Self::default()
+        }
     }
 
     /// The fault settings these flags start the server with.
@@ -106,7 +110,15 @@ mod tests {
     fn defaults_match_the_documented_cli() {
         let args = SimArgs::default();
         assert_eq!(args.listen.to_string(), "127.0.0.1:8282");
-        assert_eq!((args.dim, args.latency_ms, args.max_batch, args.max_input_chars), (384, 100, 512, 20_000));
+        assert_eq!(
+            (
+                args.dim,
+                args.latency_ms,
+                args.max_batch,
+                args.max_input_chars
+            ),
+            (384, 100, 512, 20_000)
+        );
         assert_eq!(args.poison_marker, "__POISON__");
         assert_eq!(SimArgs::for_tests().listen.port(), 0);
     }
@@ -114,13 +126,33 @@ mod tests {
     #[test]
     fn flags_parse() {
         let parsed = DefaultsOnly::parse_from([
-            "sim", "--listen", "0.0.0.0:9000", "--dim", "8", "--latency-ms", "5", "--max-batch", "4",
-            "--fail-next", "2", "--fail-status", "429", "--retry-after-secs", "1",
+            "sim",
+            "--listen",
+            "0.0.0.0:9000",
+            "--dim",
+            "8",
+            "--latency-ms",
+            "5",
+            "--max-batch",
+            "4",
+            "--fail-next",
+            "2",
+            "--fail-status",
+            "429",
+            "--retry-after-secs",
+            "1",
         ])
         .args;
         assert_eq!(parsed.listen.port(), 9000);
         assert_eq!((parsed.dim, parsed.latency_ms, parsed.max_batch), (8, 5, 4));
         let faults = parsed.initial_faults();
-        assert_eq!((faults.fail_next, faults.fail_status, faults.retry_after_secs), (2, 429, Some(1)));
+        assert_eq!(
+            (
+                faults.fail_next,
+                faults.fail_status,
+                faults.retry_after_secs
+            ),
+            (2, 429, Some(1))
+        );
     }
 }

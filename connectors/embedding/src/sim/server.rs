@@ -26,8 +26,8 @@ use super::state::InjectedFailure;
 use super::vectors::embed_text;
 use super::{Faults, SimArgs, SimStats};
 use crate::wire::{
-    Inputs, OpenAiEmbedding, OpenAiError, OpenAiErrorBody, OpenAiRequest, OpenAiResponse, OpenAiUsage, TeiError,
-    TeiInfo, TeiRequest,
+    Inputs, OpenAiEmbedding, OpenAiError, OpenAiErrorBody, OpenAiRequest, OpenAiResponse,
+    OpenAiUsage, TeiError, TeiInfo, TeiRequest,
 };
 
 /// Path of the TEI embedding endpoint.
@@ -115,7 +115,14 @@ impl Proto {
                     500..=599 => "Backend",
                     _ => "Validation",
                 };
-                (status, Json(TeiError { error: message, error_type: error_type.into() })).into_response()
+                (
+                    status,
+                    Json(TeiError {
+                        error: message,
+                        error_type: error_type.into(),
+                    }),
+                )
+                    .into_response()
             }
             Proto::OpenAi => {
                 let kind = match status.as_u16() {
@@ -123,7 +130,16 @@ impl Proto {
                     500..=599 => "server_error",
                     _ => "invalid_request_error",
                 };
-                (status, Json(OpenAiErrorBody { error: OpenAiError { message, kind: kind.into() } })).into_response()
+                (
+                    status,
+                    Json(OpenAiErrorBody {
+                        error: OpenAiError {
+                            message,
+                            kind: kind.into(),
+                        },
+                    }),
+                )
+                    .into_response()
             }
         }
     }
@@ -136,14 +152,22 @@ impl Simulator {
             return Err(SimError::InvalidArgs("--dim must be at least 1".into()));
         }
         if args.max_batch == 0 {
-            return Err(SimError::InvalidArgs("--max-batch must be at least 1".into()));
+            return Err(SimError::InvalidArgs(
+                "--max-batch must be at least 1".into(),
+            ));
         }
         let faults = args.initial_faults();
         faults.validate().map_err(SimError::InvalidArgs)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .map_err(|source| SimError::Bind { addr: args.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| SimError::Bind { addr: args.listen, source })?;
+            .map_err(|source| SimError::Bind {
+                addr: args.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: args.listen,
+            source,
+        })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(SimState {
             faults: Mutex::new(faults),
@@ -163,7 +187,12 @@ impl Simulator {
                 .await
         });
         tracing::info!(%addr, dim = state.args.dim, model = %state.args.model, "ML simulator listening");
-        Ok(SimHandle { addr, state, shutdown, task: Some(task) })
+        Ok(SimHandle {
+            addr,
+            state,
+            shutdown,
+            task: Some(task),
+        })
     }
 }
 
@@ -249,11 +278,14 @@ fn router(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
-async fn tei_embed(State(state): State<Arc<SimState>>, body: Result<Json<TeiRequest>, JsonRejection>) -> Response {
+async fn tei_embed(
+    State(state): State<Arc<SimState>>,
+    body: Result<Json<TeiRequest>, JsonRejection>,
+) -> Response {
     let inputs = body.map(|Json(request)| request.inputs);
     let response = match embed_request(&state, Proto::Tei, inputs).await {
         Ok(served) => Json(served.vectors).into_response(),
-        Err(response) => response,
+        Err(refusal) => refusal.render(Proto::Tei),
     };
     state.stats.lock().record_status(response.status().as_u16());
     response
@@ -272,10 +304,18 @@ async fn openai_embed(
                 .enumerate()
                 .map(|(index, embedding)| OpenAiEmbedding { index, embedding })
                 .collect();
-            let usage = OpenAiUsage { prompt_tokens: served.tokens, total_tokens: served.tokens };
-            Json(OpenAiResponse { data, model: state.args.model.clone(), usage }).into_response()
+            let usage = OpenAiUsage {
+                prompt_tokens: served.tokens,
+                total_tokens: served.tokens,
+            };
+            Json(OpenAiResponse {
+                data,
+                model: state.args.model.clone(),
+                usage,
+            })
+            .into_response()
         }
-        Err(response) => response,
+        Err(refusal) => refusal.render(Proto::OpenAi),
     };
     state.stats.lock().record_status(response.status().as_u16());
     response
@@ -293,17 +333,21 @@ async fn embed_request(
     state: &SimState,
     proto: Proto,
     inputs: Result<Inputs, JsonRejection>,
-) -> Result<Served, Response> {
-    state.stats.lock().record_arrival(proto.path());
-    inject_faults(state, proto).await?;
-
-    let inputs = inputs.map_err(|rejection| proto.error(rejection.status(), rejection.body_text()))?;
-    let inputs = inputs.as_slice();
+) -> Result<Served, Refusal> {
     {
+        // Counted before faults, so a test can see that a retried batch came back whole.
         let mut stats = state.stats.lock();
-        stats.inputs_received += inputs.len() as u64;
-        stats.max_batch_seen = stats.max_batch_seen.max(inputs.len());
+        stats.record_arrival(proto.path());
+        if let Ok(inputs) = &inputs {
+            stats.inputs_received += inputs.as_slice().len() as u64;
+            stats.max_batch_seen = stats.max_batch_seen.max(inputs.as_slice().len());
+        }
     }
+    inject_faults(state).await?;
+
+    let inputs =
+        inputs.map_err(|rejection| Refusal::new(rejection.status(), rejection.body_text()))?;
+    let inputs = inputs.as_slice();
     validate(&state.args, proto, inputs)?;
 
     let latency = state.faults.lock().latency_ms;
@@ -312,7 +356,10 @@ async fn embed_request(
     }
     let dim = state.args.dim;
     let vectors: Vec<Vec<f32>> = inputs.iter().map(|text| embed_text(text, dim)).collect();
-    let tokens = inputs.iter().map(|text| text.len().div_ceil(4) as u64).sum();
+    let tokens = inputs
+        .iter()
+        .map(|text| text.len().div_ceil(4) as u64)
+        .sum();
     {
         let mut stats = state.stats.lock();
         stats.inputs_embedded += inputs.len() as u64;
@@ -322,13 +369,17 @@ async fn embed_request(
 }
 
 /// Applies the fault plan to one request: hang, planned or random failure, rate limit, in that order.
-async fn inject_faults(state: &SimState, proto: Proto) -> Result<(), Response> {
+async fn inject_faults(state: &SimState) -> Result<(), Refusal> {
     let draw: f64 = rand::rng().random();
     let (hang, failure, hang_secs) = {
         let mut faults = state.faults.lock();
         let hang = faults.take_hang();
         // A hung request is not also failed: it consumes only its hang.
-        let failure = if hang { None } else { faults.take_failure(draw) };
+        let failure = if hang {
+            None
+        } else {
+            faults.take_failure(draw)
+        };
         (hang, failure, faults.hang_secs)
     };
     if hang {
@@ -337,18 +388,21 @@ async fn inject_faults(state: &SimState, proto: Proto) -> Result<(), Response> {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(hang_secs)) => {}
             _ = stop.wait_for(|stopped| *stopped) => {
-                return Err(proto.error(StatusCode::SERVICE_UNAVAILABLE, "simulator shutting down"));
+                return Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "simulator shutting down"));
             }
         }
     }
     if let Some(failure) = failure {
         state.stats.lock().faults_injected += 1;
-        return Err(injected(proto, failure));
+        return Err(Refusal::injected(failure));
     }
     if !admit(state) {
         state.stats.lock().faults_injected += 1;
-        let failure = InjectedFailure { status: 429, retry_after_secs: Some(1) };
-        return Err(injected(proto, failure));
+        let failure = InjectedFailure {
+            status: 429,
+            retry_after_secs: Some(1),
+        };
+        return Err(Refusal::injected(failure));
     }
     Ok(())
 }
@@ -372,33 +426,72 @@ fn admit(state: &SimState) -> bool {
     }
 }
 
-fn injected(proto: Proto, failure: InjectedFailure) -> Response {
-    let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let mut response = proto.error(status, format!("injected fault ({})", failure.status));
-    if let Some(secs) = failure.retry_after_secs {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+/// A refused embedding request. Rendered in the protocol's body shape only at the edge, so the pipeline
+/// carries a small value rather than a whole `Response`.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after_secs: None,
+        }
     }
-    response
+
+    fn injected(failure: InjectedFailure) -> Self {
+        let status =
+            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        Self {
+            status,
+            message: format!("injected fault ({})", failure.status),
+            retry_after_secs: failure.retry_after_secs,
+        }
+    }
+
+    fn render(self, proto: Proto) -> Response {
+        let mut response = proto.error(self.status, self.message);
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
 }
 
 /// The service's own limits: non-empty list, batch size, input length, poison marker.
-fn validate(args: &SimArgs, proto: Proto, inputs: &[String]) -> Result<(), Response> {
+fn validate(args: &SimArgs, proto: Proto, inputs: &[String]) -> Result<(), Refusal> {
     if inputs.is_empty() {
-        return Err(proto.error(proto.validation_status(), "`inputs` cannot be empty"));
+        return Err(Refusal::new(
+            proto.validation_status(),
+            "`inputs` cannot be empty",
+        ));
     }
     if inputs.len() > args.max_batch {
-        let message = format!("batch size {} > maximum allowed batch size {}", inputs.len(), args.max_batch);
-        return Err(proto.error(StatusCode::PAYLOAD_TOO_LARGE, message));
+        let message = format!(
+            "batch size {} > maximum allowed batch size {}",
+            inputs.len(),
+            args.max_batch
+        );
+        return Err(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
     for (index, text) in inputs.iter().enumerate() {
         // Bytes bound characters from above, so most inputs skip the character count.
         if text.len() > args.max_input_chars && text.chars().count() > args.max_input_chars {
-            let message = format!("input {index} is longer than {} characters", args.max_input_chars);
-            return Err(proto.error(proto.validation_status(), message));
+            let message = format!(
+                "input {index} is longer than {} characters",
+                args.max_input_chars
+            );
+            return Err(Refusal::new(proto.validation_status(), message));
         }
         if !args.poison_marker.is_empty() && text.contains(&args.poison_marker) {
             let message = format!("input {index} contains the poison marker");
-            return Err(proto.error(proto.validation_status(), message));
+            return Err(Refusal::new(proto.validation_status(), message));
         }
     }
     Ok(())
@@ -448,6 +541,8 @@ async fn set_faults(
             *faults = updated.clone();
             Json(updated).into_response()
         }
-        Err(message) => (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response(),
+        Err(message) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+        }
     }
 }

@@ -45,7 +45,9 @@ impl Faults {
             return Err("faults must be a JSON object".into());
         };
         let mut current = serde_json::to_value(self).map_err(|e| e.to_string())?;
-        let fields = current.as_object_mut().expect("Faults serialises to an object");
+        let fields = current
+            .as_object_mut()
+            .expect("Faults serialises to an object");
         for (key, value) in patch {
             if !fields.contains_key(&key) {
                 return Err(format!("unknown fault field `{key}`"));
@@ -60,10 +62,16 @@ impl Faults {
     /// Rejects settings the server could not honour.
     pub fn validate(&self) -> Result<(), String> {
         if !(400..=599).contains(&self.fail_status) {
-            return Err(format!("fail_status {} is not a 4xx or 5xx status", self.fail_status));
+            return Err(format!(
+                "fail_status {} is not a 4xx or 5xx status",
+                self.fail_status
+            ));
         }
         if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(format!("error_rate {} is not within 0..=1", self.error_rate));
+            return Err(format!(
+                "error_rate {} is not within 0..=1",
+                self.error_rate
+            ));
         }
         Ok(())
     }
@@ -86,7 +94,10 @@ impl Faults {
         } else {
             draw < self.error_rate
         };
-        fail.then_some(InjectedFailure { status: self.fail_status, retry_after_secs: self.retry_after_secs })
+        fail.then_some(InjectedFailure {
+            status: self.fail_status,
+            retry_after_secs: self.retry_after_secs,
+        })
     }
 }
 
@@ -103,7 +114,7 @@ pub struct SimStats {
     /// Inputs embedded and returned in 2xx responses: exactly what a caller was served, so "unchanged text is
     /// not re-sent" can be asserted on it.
     pub inputs_embedded: u64,
-    /// Inputs in requests that reached validation, whatever their outcome.
+    /// Inputs in every parseable embedding request, whatever its outcome (a batch retried twice counts thrice).
     pub inputs_received: u64,
     /// Successful embedding requests (batches served).
     pub batches: u64,
@@ -123,7 +134,10 @@ impl SimStats {
 
     pub(crate) fn record_arrival(&mut self, endpoint: &str) {
         self.requests_total += 1;
-        *self.requests_by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+        *self
+            .requests_by_endpoint
+            .entry(endpoint.to_owned())
+            .or_default() += 1;
     }
 
     pub(crate) fn record_status(&mut self, status: u16) {
@@ -151,8 +165,13 @@ mod tests {
 
     #[test]
     fn patch_updates_only_given_fields() {
-        let patched = faults().patched(json!({"fail_next": 3, "fail_status": 429})).unwrap();
-        assert_eq!((patched.fail_next, patched.fail_status, patched.latency_ms), (3, 429, 100));
+        let patched = faults()
+            .patched(json!({"fail_next": 3, "fail_status": 429}))
+            .unwrap();
+        assert_eq!(
+            (patched.fail_next, patched.fail_status, patched.latency_ms),
+            (3, 429, 100)
+        );
         assert_eq!(patched.retry_after_secs, Some(2));
         let cleared = patched.patched(json!({"retry_after_secs": null})).unwrap();
         assert_eq!(cleared.retry_after_secs, None);
@@ -160,17 +179,29 @@ mod tests {
 
     #[test]
     fn patch_rejects_nonsense() {
-        for bad in [json!({"fail_nxt": 1}), json!({"fail_status": 200}), json!({"error_rate": 2.0}), json!([1])] {
+        for bad in [
+            json!({"fail_nxt": 1}),
+            json!({"fail_status": 200}),
+            json!({"error_rate": 2.0}),
+            json!([1]),
+        ] {
             assert!(faults().patched(bad.clone()).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn planned_faults_are_consumed() {
-        let mut f = Faults { fail_next: 2, hang_next: 1, ..faults() };
+        let mut f = Faults {
+            fail_next: 2,
+            hang_next: 1,
+            ..faults()
+        };
         assert!(f.take_hang());
         assert!(!f.take_hang());
-        let injected = InjectedFailure { status: 503, retry_after_secs: Some(2) };
+        let injected = InjectedFailure {
+            status: 503,
+            retry_after_secs: Some(2),
+        };
         assert_eq!(f.take_failure(0.99), Some(injected));
         assert_eq!(f.take_failure(0.99), Some(injected));
         assert_eq!(f.take_failure(0.99), None);
@@ -185,7 +216,10 @@ mod tests {
         stats.record_arrival("/embed");
         stats.record_status(200);
         let json = serde_json::to_string(&stats).unwrap();
-        assert!(json.contains("\"/embed\":1") && json.contains("\"200\":1"), "{json}");
+        assert!(
+            json.contains("\"/embed\":1") && json.contains("\"200\":1"),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<SimStats>(&json).unwrap(), stats);
         assert_eq!(stats.requests_with_status(200), 1);
     }

@@ -40,9 +40,9 @@ const STOP_WORD_MAX_CHARS: usize = 5;
 /// Function words that carry no topic. Short on purpose: the goal is that unrelated texts score low, not
 /// linguistic completeness.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he", "her", "his", "i",
-    "in", "is", "it", "its", "of", "on", "or", "our", "she", "that", "the", "their", "this", "to", "was", "we",
-    "were", "will", "with", "you", "your",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he",
+    "her", "his", "i", "in", "is", "it", "its", "of", "on", "or", "our", "she", "that", "the",
+    "their", "this", "to", "was", "we", "were", "will", "with", "you", "your",
 ];
 
 /// Embeds one text into a fresh unit vector of `dim` components.
@@ -63,7 +63,11 @@ pub fn embed_into(text: &str, out: &mut [f32]) {
     let mut previous_word: Option<u64> = None;
     for c in text.chars() {
         if c.is_alphanumeric() {
-            let lower = if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
+            let lower = if c.is_ascii() {
+                c.to_ascii_lowercase()
+            } else {
+                c.to_lowercase().next().unwrap_or(c)
+            };
             word.push(lower as u32, &mut acc);
         } else if word.len > 0 {
             word.finish(&mut previous_word, &mut acc);
@@ -125,7 +129,14 @@ struct WordState {
 
 impl WordState {
     fn new() -> Self {
-        Self { hash: FNV_OFFSET, len: 0, prev2: NONE, prev1: BOUNDARY, held: [0; 8], held_len: 0 }
+        Self {
+            hash: FNV_OFFSET,
+            len: 0,
+            prev2: NONE,
+            prev1: BOUNDARY,
+            held: [0; 8],
+            held_len: 0,
+        }
     }
 
     #[inline]
@@ -164,7 +175,10 @@ impl WordState {
         }
         acc.add(self.hash ^ WORD_SALT, WORD_WEIGHT);
         if let Some(previous) = *previous_word {
-            acc.add(previous.rotate_left(29) ^ self.hash ^ BIGRAM_SALT, BIGRAM_WEIGHT);
+            acc.add(
+                previous.rotate_left(29) ^ self.hash ^ BIGRAM_SALT,
+                BIGRAM_WEIGHT,
+            );
         }
         *previous_word = Some(self.hash);
         *self = Self::new();
@@ -174,7 +188,10 @@ impl WordState {
 /// Packs three characters (21 bits each) into one key.
 #[inline]
 fn trigram(a: u32, b: u32, c: u32) -> u64 {
-    ((u64::from(a) & 0x1f_ffff) << 42 | (u64::from(b) & 0x1f_ffff) << 21 | (u64::from(c) & 0x1f_ffff)) ^ TRIGRAM_SALT
+    ((u64::from(a) & 0x1f_ffff) << 42
+        | (u64::from(b) & 0x1f_ffff) << 21
+        | (u64::from(c) & 0x1f_ffff))
+        ^ TRIGRAM_SALT
 }
 
 /// splitmix64's finaliser: spreads every input bit over the output, which FNV alone does poorly in high bits.
@@ -191,7 +208,11 @@ fn stop_word_hashes() -> &'static [u64] {
     HASHES.get_or_init(|| {
         STOP_WORDS
             .iter()
-            .map(|word| word.chars().fold(FNV_OFFSET, |h, c| (h ^ u64::from(c as u32)).wrapping_mul(FNV_PRIME)))
+            .map(|word| {
+                word.chars().fold(FNV_OFFSET, |h, c| {
+                    (h ^ u64::from(c as u32)).wrapping_mul(FNV_PRIME)
+                })
+            })
             .collect()
     })
 }
@@ -214,7 +235,8 @@ mod tests {
 
     const ENGINEER: &str = "Senior Rust engineer with ten years of experience building distributed streaming \
         systems, Kafka pipelines and PostgreSQL databases. Led a team of five backend developers in London.";
-    const NURSE: &str = "Registered pediatric nurse caring for children in a busy hospital ward; administers \
+    const NURSE: &str =
+        "Registered pediatric nurse caring for children in a busy hospital ward; administers \
         medication, supports families and keeps detailed patient charts during night shifts.";
 
     fn norm(v: &[f32]) -> f32 {
@@ -223,7 +245,14 @@ mod tests {
 
     #[test]
     fn deterministic_and_unit_length() {
-        for text in [ENGINEER, NURSE, "", "   ...  ", "Ünïcödé ÉCOLE straße", "a the and"] {
+        for text in [
+            ENGINEER,
+            NURSE,
+            "",
+            "   ...  ",
+            "Ünïcödé ÉCOLE straße",
+            "a the and",
+        ] {
             let a = embed_text(text, DIM);
             assert_eq!(a, embed_text(text, DIM), "{text:?}");
             assert!((norm(&a) - 1.0).abs() < 1e-4, "{text:?}: norm {}", norm(&a));
@@ -242,12 +271,23 @@ mod tests {
         let base = embed_text(ENGINEER, DIM);
         let edited = embed_text(&ENGINEER.replace("five", "six"), DIM);
         let unrelated = embed_text(NURSE, DIM);
-        assert!(cosine(&base, &edited) > 0.9, "near-identical: {}", cosine(&base, &edited));
-        assert!(cosine(&base, &unrelated).abs() < 0.3, "unrelated: {}", cosine(&base, &unrelated));
+        assert!(
+            cosine(&base, &edited) > 0.9,
+            "near-identical: {}",
+            cosine(&base, &edited)
+        );
+        assert!(
+            cosine(&base, &unrelated).abs() < 0.3,
+            "unrelated: {}",
+            cosine(&base, &unrelated)
+        );
         // Partial overlap sits in between: the ordering is what a matcher relies on.
         let related = embed_text("Rust engineer for Kafka streaming pipelines", DIM);
         let c = cosine(&base, &related);
-        assert!(c > cosine(&base, &unrelated) && c < cosine(&base, &edited), "related: {c}");
+        assert!(
+            c > cosine(&base, &unrelated) && c < cosine(&base, &edited),
+            "related: {c}"
+        );
     }
 
     #[test]
@@ -262,7 +302,12 @@ mod tests {
         let a = embed_text("engineering", DIM);
         let b = embed_text("engineer", DIM);
         let c = embed_text("hospital", DIM);
-        assert!(cosine(&a, &b) > cosine(&a, &c) + 0.1, "{} vs {}", cosine(&a, &b), cosine(&a, &c));
+        assert!(
+            cosine(&a, &b) > cosine(&a, &c) + 0.1,
+            "{} vs {}",
+            cosine(&a, &b),
+            cosine(&a, &c)
+        );
     }
 
     #[test]
