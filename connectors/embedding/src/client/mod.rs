@@ -9,6 +9,9 @@ mod config;
 mod error;
 mod service;
 
-pub use config::{ClientConfig, Protocol};
+pub use config::{
+    ClientConfig, Protocol, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+};
 pub use error::EmbedError;
-pub use service::EmbeddingClient;
+pub use service::{EmbeddingClient, MAX_RETRY_AFTER};
