@@ -135,9 +135,11 @@ fn parse_list(
                 let (sub_entity, sub_def) = match ty {
                     FieldType::ToOne(t) | FieldType::ToMany(t) => (t, entity_def(t)),
                     FieldType::Address => ("Address", None),
-                    _ => return Err(ApiError::bad_request(format!(
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
                         "Malformed fields parameter: '{name}' is a scalar and takes no sub-fields"
-                    ))),
+                    )))
+                    }
                 };
                 sub = Some(parse_list(sub_entity, sub_def, chars, pos)?);
                 if chars.get(*pos) != Some(&')') {

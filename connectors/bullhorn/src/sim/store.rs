@@ -304,9 +304,10 @@ impl Db {
                 Value::Number(n) => Value::String(n.to_string()),
                 _ => return Err(wrong("a string")),
             },
-            FieldType::Int | FieldType::Date => {
-                value.as_i64().map(Value::from).ok_or_else(|| wrong("an integer"))?
-            }
+            FieldType::Int | FieldType::Date => value
+                .as_i64()
+                .map(Value::from)
+                .ok_or_else(|| wrong("an integer"))?,
             FieldType::Number => {
                 if value.is_number() {
                     value.clone()
@@ -322,7 +323,9 @@ impl Db {
                 _ => return Err(wrong("a boolean")),
             },
             FieldType::Address => {
-                let obj = value.as_object().ok_or_else(|| wrong("an address object"))?;
+                let obj = value
+                    .as_object()
+                    .ok_or_else(|| wrong("an address object"))?;
                 if let Some(k) = obj.keys().find(|k| !ADDRESS_FIELDS.contains(&k.as_str())) {
                     return Err(wrong(&format!("an address object (unknown key '{k}')")));
                 }
@@ -343,10 +346,29 @@ impl Db {
                 }
                 serde_json::json!({ "id": id })
             }
-            FieldType::ToMany(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "To-many association '{entity}.{name}' cannot be set in an entity write; use entity/{entity}/{{id}}/{name}"
-                )))
+            FieldType::ToMany(target) => {
+                // Bullhorn's `{"replaceAll":[ids]}` form, or the read shape `{"total":n,"data":[{"id":..}]}`.
+                let ids: Option<Vec<i64>> = match (value.get("replaceAll"), value.get("data")) {
+                    (Some(Value::Array(a)), _) => a.iter().map(Value::as_i64).collect(),
+                    (None, Some(Value::Array(a))) => a
+                        .iter()
+                        .map(|m| m.get("id").and_then(Value::as_i64))
+                        .collect(),
+                    _ => None,
+                };
+                let ids =
+                    ids.ok_or_else(|| wrong("a to-many association {\"replaceAll\":[ids]}"))?;
+                if let Ok(store) = self.store(target) {
+                    if let Some(bad) = ids.iter().find(|id| !store.records.contains_key(id)) {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid value for '{entity}.{name}': no {target} with id {bad}"
+                        )));
+                    }
+                }
+                serde_json::json!({
+                    "total": ids.len(),
+                    "data": ids.iter().map(|id| serde_json::json!({ "id": id })).collect::<Vec<_>>(),
+                })
             }
         })
     }
