@@ -136,11 +136,11 @@ impl ClientError {
             ClientError::RateLimited { retry_after, .. } => RetryClass::RateLimited(*retry_after),
             // The simulator and Bullhorn's front door answer 5xx before touching data, but a 500 from the
             // application may come after a partial effect: treat it as possibly processed.
-            ClientError::Server { .. } | ClientError::Timeout { .. } | ClientError::Transport { .. } => {
-                RetryClass::Transient {
-                    maybe_processed: true,
-                }
-            }
+            ClientError::Server { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Transport { .. } => RetryClass::Transient {
+                maybe_processed: true,
+            },
             ClientError::Connect { .. } => RetryClass::Transient {
                 maybe_processed: false,
             },
@@ -218,32 +218,67 @@ mod tests {
     #[test]
     fn classification_table() {
         let cases: Vec<(ClientError, RetryClass, bool)> = vec![
-            (ClientError::InvalidSession { endpoint: ep() }, RetryClass::Session, true),
             (
-                ClientError::RateLimited { endpoint: ep(), retry_after: None },
+                ClientError::InvalidSession { endpoint: ep() },
+                RetryClass::Session,
+                true,
+            ),
+            (
+                ClientError::RateLimited {
+                    endpoint: ep(),
+                    retry_after: None,
+                },
                 RetryClass::RateLimited(None),
                 true,
             ),
             (
-                ClientError::Server { endpoint: ep(), status: 503, message: String::new() },
-                RetryClass::Transient { maybe_processed: true },
+                ClientError::Server {
+                    endpoint: ep(),
+                    status: 503,
+                    message: String::new(),
+                },
+                RetryClass::Transient {
+                    maybe_processed: true,
+                },
                 true,
             ),
-            (ClientError::Timeout { endpoint: ep() }, RetryClass::Transient { maybe_processed: true }, true),
             (
-                ClientError::Connect { endpoint: ep(), message: String::new() },
-                RetryClass::Transient { maybe_processed: false },
+                ClientError::Timeout { endpoint: ep() },
+                RetryClass::Transient {
+                    maybe_processed: true,
+                },
                 true,
             ),
             (
-                ClientError::Api { endpoint: ep(), status: 400, key: None, message: String::new() },
+                ClientError::Connect {
+                    endpoint: ep(),
+                    message: String::new(),
+                },
+                RetryClass::Transient {
+                    maybe_processed: false,
+                },
+                true,
+            ),
+            (
+                ClientError::Api {
+                    endpoint: ep(),
+                    status: 400,
+                    key: None,
+                    message: String::new(),
+                },
                 RetryClass::Fatal,
                 false,
             ),
-            (ClientError::Auth(AuthError::InvalidCredentials), RetryClass::Fatal, false),
+            (
+                ClientError::Auth(AuthError::InvalidCredentials),
+                RetryClass::Fatal,
+                false,
+            ),
             (
                 ClientError::Auth(AuthError::InvalidGrant("used".into())),
-                RetryClass::Transient { maybe_processed: false },
+                RetryClass::Transient {
+                    maybe_processed: false,
+                },
                 true,
             ),
         ];

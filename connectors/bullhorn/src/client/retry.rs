@@ -47,12 +47,14 @@ pub struct Attempts {
     pub rate_limited: u32,
     /// Whether the call already re-authenticated after a 401.
     pub reauthenticated: bool,
+    /// Failed requests so far, whatever the cause.
+    pub failed: u32,
 }
 
 impl Attempts {
-    /// Requests sent so far.
+    /// Requests that failed so far (each decision follows one failed request).
     pub fn total(&self) -> u32 {
-        self.transient + self.rate_limited + u32::from(self.reauthenticated) + 1
+        self.failed
     }
 }
 
@@ -70,7 +72,13 @@ pub enum Decision {
 impl RetryPolicy {
     /// Decides what follows `error`, and records it in `attempts`. `idempotent`: whether sending the request
     /// twice is harmless (everything but an event poll, which consumes its batch).
-    pub fn decide(&self, error: &ClientError, attempts: &mut Attempts, idempotent: bool) -> Decision {
+    pub fn decide(
+        &self,
+        error: &ClientError,
+        attempts: &mut Attempts,
+        idempotent: bool,
+    ) -> Decision {
+        attempts.failed += 1;
         match error.retry_class() {
             RetryClass::Session if !attempts.reauthenticated => {
                 attempts.reauthenticated = true;
@@ -140,7 +148,10 @@ mod tests {
         }
         assert_eq!(p.decide(&server(), &mut a, true), Decision::GiveUp);
         let e = p.exhausted(server(), &a);
-        assert!(matches!(e, ClientError::RetriesExhausted { attempts: 6, .. }), "{e}");
+        assert!(
+            matches!(e, ClientError::RetriesExhausted { attempts: 6, .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -155,17 +166,29 @@ mod tests {
     fn rate_limits_wait_one_second_or_retry_after_and_do_not_use_the_budget() {
         let p = RetryPolicy::default();
         let mut a = Attempts::default();
-        let plain = ClientError::RateLimited { endpoint: "x".into(), retry_after: None };
+        let plain = ClientError::RateLimited {
+            endpoint: "x".into(),
+            retry_after: None,
+        };
         let told = ClientError::RateLimited {
             endpoint: "x".into(),
             retry_after: Some(Duration::from_secs(3)),
         };
         for _ in 0..50 {
-            assert_eq!(p.decide(&plain, &mut a, true), Decision::Retry(Duration::from_secs(1)));
+            assert_eq!(
+                p.decide(&plain, &mut a, true),
+                Decision::Retry(Duration::from_secs(1))
+            );
         }
-        assert_eq!(p.decide(&told, &mut a, false), Decision::Retry(Duration::from_secs(3)));
+        assert_eq!(
+            p.decide(&told, &mut a, false),
+            Decision::Retry(Duration::from_secs(3))
+        );
         assert_eq!(a.transient, 0);
-        let mut a = Attempts { rate_limited: p.max_rate_limited, ..Default::default() };
+        let mut a = Attempts {
+            rate_limited: p.max_rate_limited,
+            ..Default::default()
+        };
         assert_eq!(p.decide(&plain, &mut a, true), Decision::GiveUp);
     }
 
@@ -173,7 +196,9 @@ mod tests {
     fn unauthorized_reauthenticates_once() {
         let p = RetryPolicy::default();
         let mut a = Attempts::default();
-        let e = ClientError::InvalidSession { endpoint: "x".into() };
+        let e = ClientError::InvalidSession {
+            endpoint: "x".into(),
+        };
         assert_eq!(p.decide(&e, &mut a, true), Decision::Reauthenticate);
         assert_eq!(p.decide(&e, &mut a, true), Decision::GiveUp);
     }
@@ -183,9 +208,20 @@ mod tests {
         let p = RetryPolicy::default();
         let mut a = Attempts::default();
         assert_eq!(p.decide(&server(), &mut a, false), Decision::GiveUp);
-        let refused = ClientError::Connect { endpoint: "x".into(), message: "refused".into() };
-        assert!(matches!(p.decide(&refused, &mut a, false), Decision::Retry(_)));
-        let fatal = ClientError::Api { endpoint: "x".into(), status: 404, key: None, message: String::new() };
+        let refused = ClientError::Connect {
+            endpoint: "x".into(),
+            message: "refused".into(),
+        };
+        assert!(matches!(
+            p.decide(&refused, &mut a, false),
+            Decision::Retry(_)
+        ));
+        let fatal = ClientError::Api {
+            endpoint: "x".into(),
+            status: 404,
+            key: None,
+            message: String::new(),
+        };
         assert_eq!(p.decide(&fatal, &mut a, true), Decision::GiveUp);
     }
 }
