@@ -1151,7 +1151,7 @@ pub fn generate(cfg: &SimConfig) -> Db {
     db.clock = db
         .stores
         .iter()
-        .flat_map(|s| s.by_modified.iter().next_back().map(|(m, _)| *m))
+        .flat_map(|s| s.by_modified.keys().next_back().map(|(m, _)| *m))
         .max()
         .unwrap_or(0);
     db

@@ -7,11 +7,13 @@
 //! `{"total":N,"data":[...]}` holding at most the requested count (default 5, at most 10) and never soft-deleted
 //! members; a selected field that is unset is `null`.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::error::ApiError;
-use super::schema::EntityDef;
-use super::store::{entity_def, Db, FieldType, Record, ADDRESS_FIELDS};
+use super::schema::{EntityDef, ENTITIES};
+use super::store::{entity_def, Db, FieldType, PackedValue, Record, ADDRESS_FIELDS};
 
 /// Default number of to-many members rendered inline.
 pub const DEFAULT_TO_MANY: usize = 5;
@@ -29,6 +31,22 @@ pub struct FieldSel {
     pub limit: Option<usize>,
     /// Nested selection `(a,b)`; `None` means the default shape.
     pub sub: Option<Vec<FieldSel>>,
+    /// Index of the referenced type in the store, for references to simulated types.
+    pub target: Option<usize>,
+    /// Position of the field in its entity's schema (for the packed record), when the entity is simulated.
+    pub idx: Option<u16>,
+}
+
+fn field_index(def: Option<&EntityDef>, name: &str) -> Option<u16> {
+    def?.index(name).map(|i| i as u16)
+}
+
+/// Store index of the type a reference points to, when the simulator stores that type.
+fn target_index(ty: FieldType) -> Option<usize> {
+    match ty {
+        FieldType::ToOne(t) | FieldType::ToMany(t) => ENTITIES.iter().position(|d| d.name == t),
+        _ => None,
+    }
 }
 
 /// Parses `fields` for entity `def`. `*` selects every field (rejected at top level by the REST layer, as
@@ -55,6 +73,8 @@ pub fn all_fields(def: &EntityDef) -> Vec<FieldSel> {
             ty: *t,
             limit: None,
             sub: None,
+            target: target_index(*t),
+            idx: field_index(Some(def), n),
         })
         .collect()
 }
@@ -87,6 +107,8 @@ fn parse_list(
                     ty: FieldType::Int,
                     limit: None,
                     sub: None,
+                    target: None,
+                    idx: None,
                 }),
             }
         } else {
@@ -149,11 +171,14 @@ fn parse_list(
                 }
                 *pos += 1;
             }
+            let idx = field_index(def, &name);
             out.push(FieldSel {
                 name,
                 ty,
                 limit,
                 sub,
+                target: target_index(ty),
+                idx,
             });
         }
         if chars.get(*pos) == Some(&',') {
@@ -164,26 +189,189 @@ fn parse_list(
     }
 }
 
-/// Appends `rec` rendered with `sel` as a JSON object; `score` adds search's `_score`.
-pub fn render(out: &mut Vec<u8>, db: &Db, rec: &Record, sel: &[FieldSel], score: Option<f64>) {
-    out.push(b'{');
-    let mut first = true;
-    for f in sel {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        key(out, &f.name);
-        render_field(out, db, rec.get(&f.name), f);
+/// Cache key of a rendered reference: (store index, id, address of the sub-selection or 0).
+type RefKey = (usize, i64, usize);
+
+/// Multiply-shift hasher for [`RefKey`]s: the renderer looks references up several times per record, and the
+/// keys are small trusted integers, so SipHash's DoS resistance buys nothing here.
+#[derive(Default)]
+struct RefHasher(u64);
+
+impl std::hash::Hasher for RefHasher {
+    fn finish(&self) -> u64 {
+        self.0
     }
-    if let Some(s) = score {
-        if !first {
-            out.push(b',');
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
         }
-        key(out, "_score");
-        write_json(out, &Value::from(s));
     }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// Renders records of one response. Referenced records (owners, skills, categories...) repeat across a page,
+/// so each `(type, id, selection)` is rendered once and then copied.
+pub struct Renderer<'a> {
+    db: &'a Db,
+    /// Key → position in `rendered`.
+    cache: HashMap<RefKey, usize, std::hash::BuildHasherDefault<RefHasher>>,
+    /// (soft-deleted, rendered bytes) of each reference seen.
+    rendered: Vec<(bool, Vec<u8>)>,
+}
+
+impl<'a> Renderer<'a> {
+    /// A renderer reading references from `db`.
+    pub fn new(db: &'a Db) -> Self {
+        Self {
+            db,
+            cache: HashMap::default(),
+            rendered: Vec::new(),
+        }
+    }
+
+    /// Appends `rec` rendered with `sel` as a JSON object; `score` adds search's `_score`.
+    pub fn record(
+        &mut self,
+        out: &mut Vec<u8>,
+        rec: &Record,
+        sel: &[FieldSel],
+        score: Option<f64>,
+    ) {
+        out.push(b'{');
+        let mut first = true;
+        for f in sel {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            key(out, &f.name);
+            let Some(idx) = f.idx else {
+                // A field of a type the simulator does not store.
+                out.extend_from_slice(b"null");
+                continue;
+            };
+            match (rec.packed.get(idx), f.ty) {
+                (Some(PackedValue::Ids(ids)), FieldType::ToOne(_)) => match (ids.first(), f.target)
+                {
+                    (Some(id), Some(t)) => {
+                        let (slot, _) = self.reference(t, *id, f.sub.as_deref());
+                        out.extend_from_slice(&self.rendered[slot].1);
+                    }
+                    (Some(id), None) => id_object(out, *id),
+                    (None, _) => out.extend_from_slice(b"null"),
+                },
+                (Some(PackedValue::Ids(ids)), FieldType::ToMany(_)) => {
+                    self.association(out, ids, f)
+                }
+                (None, FieldType::ToMany(_)) => self.association(out, &[], f),
+                (Some(PackedValue::Json(bytes)), _)
+                    if !(f.ty == FieldType::Address && f.sub.is_some()) =>
+                {
+                    out.extend_from_slice(bytes)
+                }
+                (Some(_), _) => self.field(out, rec.get(&f.name), f),
+                (None, _) => out.extend_from_slice(b"null"),
+            }
+        }
+        if let Some(s) = score {
+            if !first {
+                out.push(b',');
+            }
+            key(out, "_score");
+            write_json(out, &Value::from(s));
+        }
+        out.push(b'}');
+    }
+
+    /// `{"total":N,"data":[...]}` of the live members, at most the requested count.
+    fn association(&mut self, out: &mut Vec<u8>, ids: &[i64], f: &FieldSel) {
+        let limit = f.limit.unwrap_or(DEFAULT_TO_MANY).min(MAX_TO_MANY);
+        let mut live: Vec<Result<usize, i64>> = Vec::with_capacity(ids.len());
+        for id in ids {
+            match f.target {
+                Some(t) => {
+                    let (slot, deleted) = self.reference(t, *id, f.sub.as_deref());
+                    // To-many associations hide soft-deleted members, in `total` too.
+                    if !deleted {
+                        live.push(Ok(slot));
+                    }
+                }
+                None => live.push(Err(*id)),
+            }
+        }
+        out.extend_from_slice(b"{\"total\":");
+        out.extend_from_slice(live.len().to_string().as_bytes());
+        out.extend_from_slice(b",\"data\":[");
+        for (i, m) in live.iter().take(limit).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match m {
+                Ok(slot) => out.extend_from_slice(&self.rendered[*slot].1),
+                Err(id) => id_object(out, *id),
+            }
+        }
+        out.extend_from_slice(b"]}");
+    }
+
+    /// Renders (once) a referenced record; returns its slot in `rendered` and whether it is soft-deleted.
+    /// A missing record renders as `{"id":N}`.
+    fn reference(&mut self, target: usize, id: i64, sub: Option<&[FieldSel]>) -> (usize, bool) {
+        let k = (target, id, sub.map(|s| s.as_ptr() as usize).unwrap_or(0));
+        if let Some(slot) = self.cache.get(&k) {
+            return (*slot, self.rendered[*slot].0);
+        }
+        let db = self.db;
+        let rec = db.stores.get(target).and_then(|s| s.records.get(&id));
+        let mut buf = Vec::with_capacity(64);
+        match (rec, sub) {
+            (Some(r), Some(sub)) => self.record(&mut buf, r, sub, None),
+            _ => id_object(&mut buf, id),
+        }
+        let deleted = rec.is_some_and(|r| r.deleted);
+        self.rendered.push((deleted, buf));
+        let slot = self.rendered.len() - 1;
+        self.cache.insert(k, slot);
+        (slot, deleted)
+    }
+
+    /// Slow path from the JSON map: addresses with a sub-selection and values too long to pre-serialize.
+    fn field(&mut self, out: &mut Vec<u8>, value: Option<&Value>, f: &FieldSel) {
+        match (f.ty, value, &f.sub) {
+            (FieldType::Address, Some(Value::Object(addr)), Some(sub)) => {
+                out.push(b'{');
+                for (i, s) in sub.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    key(out, &s.name);
+                    write_json(out, addr.get(&s.name).unwrap_or(&Value::Null));
+                }
+                out.push(b'}');
+            }
+            (_, Some(v), _) => write_json(out, v),
+            (_, None, _) => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+fn id_object(out: &mut Vec<u8>, id: i64) {
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.to_string().as_bytes());
     out.push(b'}');
+}
+
+/// Appends `rec` rendered with `sel` (one-off; prefer a [`Renderer`] for pages).
+pub fn render(out: &mut Vec<u8>, db: &Db, rec: &Record, sel: &[FieldSel], score: Option<f64>) {
+    Renderer::new(db).record(out, rec, sel, score);
 }
 
 fn key(out: &mut Vec<u8>, name: &str) {
@@ -195,83 +383,6 @@ fn key(out: &mut Vec<u8>, name: &str) {
 fn write_json(out: &mut Vec<u8>, v: &Value) {
     // Writing into a Vec cannot fail; a Value always serializes.
     let _ = serde_json::to_writer(&mut *out, v);
-}
-
-fn render_field(out: &mut Vec<u8>, db: &Db, value: Option<&Value>, f: &FieldSel) {
-    match f.ty {
-        FieldType::Address => match (value, &f.sub) {
-            (Some(Value::Object(addr)), Some(sub)) => {
-                out.push(b'{');
-                for (i, s) in sub.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    key(out, &s.name);
-                    write_json(out, addr.get(&s.name).unwrap_or(&Value::Null));
-                }
-                out.push(b'}');
-            }
-            (Some(v), _) => write_json(out, v),
-            (None, _) => out.extend_from_slice(b"null"),
-        },
-        FieldType::ToOne(target) => {
-            let id = value.and_then(|v| v.get("id")).and_then(Value::as_i64);
-            match (id, &f.sub) {
-                (None, _) => out.extend_from_slice(b"null"),
-                (Some(id), Some(sub)) => match db.record(target, id) {
-                    Some(r) => render(out, db, r, sub, None),
-                    None => {
-                        out.extend_from_slice(b"{\"id\":");
-                        out.extend_from_slice(id.to_string().as_bytes());
-                        out.push(b'}');
-                    }
-                },
-                (Some(id), None) => {
-                    out.extend_from_slice(b"{\"id\":");
-                    out.extend_from_slice(id.to_string().as_bytes());
-                    out.push(b'}');
-                }
-            }
-        }
-        FieldType::ToMany(target) => {
-            let limit = f.limit.unwrap_or(DEFAULT_TO_MANY).min(MAX_TO_MANY);
-            let ids = value
-                .and_then(|v| v.get("data"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|m| m.get("id").and_then(Value::as_i64))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
-            // To-many associations hide soft-deleted members.
-            let live: Vec<i64> = ids
-                .into_iter()
-                .filter(|id| db.record(target, *id).is_none_or(|r| !r.deleted))
-                .collect();
-            out.extend_from_slice(b"{\"total\":");
-            out.extend_from_slice(live.len().to_string().as_bytes());
-            out.extend_from_slice(b",\"data\":[");
-            for (i, id) in live.iter().take(limit).enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                match (&f.sub, db.record(target, *id)) {
-                    (Some(sub), Some(r)) => render(out, db, r, sub, None),
-                    _ => {
-                        out.extend_from_slice(b"{\"id\":");
-                        out.extend_from_slice(id.to_string().as_bytes());
-                        out.push(b'}');
-                    }
-                }
-            }
-            out.extend_from_slice(b"]}");
-        }
-        _ => match value {
-            Some(v) => write_json(out, v),
-            None => out.extend_from_slice(b"null"),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -235,6 +235,46 @@ impl Expr {
         }
     }
 
+    /// Whether the filter reads only `id`, `dateLastModified` and `isDeleted`, so [`Expr::eval_key`] can
+    /// decide it from the index alone.
+    pub fn key_only(&self) -> bool {
+        match self {
+            Expr::All => true,
+            Expr::And(xs) | Expr::Or(xs) => xs.iter().all(Expr::key_only),
+            Expr::Not(x) => x.key_only(),
+            Expr::Cmp(p, _, _) | Expr::In(p, _) | Expr::IsNull(p, _) => p.special != Special::None,
+            Expr::Like(..) | Expr::Text(..) => false,
+        }
+    }
+
+    /// Evaluates a [`Expr::key_only`] filter from index values.
+    pub fn eval_key(&self, id: i64, modified: i64, deleted: bool) -> bool {
+        let num = |p: &Path| match p.special {
+            Special::Id => Some(id as f64),
+            Special::Modified => Some(modified as f64),
+            _ => None,
+        };
+        match self {
+            Expr::All => true,
+            Expr::And(xs) => xs.iter().all(|x| x.eval_key(id, modified, deleted)),
+            Expr::Or(xs) => xs.iter().any(|x| x.eval_key(id, modified, deleted)),
+            Expr::Not(x) => !x.eval_key(id, modified, deleted),
+            Expr::Cmp(p, op, lit) => match (p.special, lit) {
+                (Special::Deleted, Lit::Bool(b)) => cmp_bool(deleted, *op, *b),
+                (_, Lit::Num(n)) => num(p).is_some_and(|v| cmp_f64(v, *op, *n)),
+                _ => false,
+            },
+            Expr::In(p, lits) => lits.iter().any(|l| match (p.special, l) {
+                (Special::Deleted, Lit::Bool(b)) => deleted == *b,
+                (_, Lit::Num(n)) => num(p) == Some(*n),
+                _ => false,
+            }),
+            // id, dateLastModified and isDeleted are never null.
+            Expr::IsNull(_, null) => !null,
+            Expr::Like(..) | Expr::Text(..) => false,
+        }
+    }
+
     /// Bounds on `dateLastModified` implied by the top-level conjunction (used to narrow the index scan; the
     /// full filter is still evaluated on every record in range).
     pub fn modified_bounds(&self) -> (Bound<i64>, Bound<i64>) {

@@ -251,12 +251,13 @@ pub fn list_bytes(
         .as_bytes(),
     );
     let score = (kind == ListKind::Search).then_some(1.0);
+    let mut renderer = fields::Renderer::new(&db);
     for (i, rec) in page.records.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         match sel {
-            Some(sel) => fields::render(&mut out, &db, rec, sel, score),
+            Some(sel) => renderer.record(&mut out, rec, sel, score),
             None => out.extend_from_slice(rec.id.to_string().as_bytes()),
         }
     }

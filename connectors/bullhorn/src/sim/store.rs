@@ -9,7 +9,7 @@
 //! the caller feeds to the event subscriptions.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use axum::http::StatusCode;
@@ -59,6 +59,11 @@ const SOFT_DELETABLE: &[&str] = &["Candidate", "JobOrder", "ClientContact"];
 const IMMUTABLE: &[&str] = &["Skill", "Category", "CorporateUser"];
 
 impl EntityDef {
+    /// Position of `field` in [`EntityDef::fields`].
+    pub fn index(&self, field: &str) -> Option<usize> {
+        self.fields.binary_search_by(|(n, _)| (*n).cmp(field)).ok()
+    }
+
     /// Type of `field`, if the entity has it.
     pub fn field(&self, field: &str) -> Option<FieldType> {
         self.fields
@@ -84,6 +89,118 @@ pub struct Record {
     pub deleted: bool,
     /// Every populated field in stored shape.
     pub fields: Map<String, Value>,
+    /// The same fields packed for rendering (see [`Packed`]).
+    pub packed: Packed,
+}
+
+/// Values longer than this are not duplicated in [`Packed`] (memory over speed for resumes).
+const RAW_MAX: usize = 4096;
+
+/// What a [`Packed`] slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotKind {
+    /// Pre-serialized JSON in `buf`.
+    Json,
+    /// A value too long to duplicate: serialize it from `fields`.
+    Long,
+    /// Reference ids in `ids`.
+    Ids,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    idx: u16,
+    kind: SlotKind,
+    start: u32,
+    len: u32,
+}
+
+/// A record's fields packed for the search hot path: scalar values pre-serialized as JSON in one buffer and
+/// reference ids in one array, indexed by schema position. Rendering a page then copies bytes instead of
+/// walking JSON maps, escaping strings and chasing one heap allocation per value.
+#[derive(Debug, Clone, Default)]
+pub struct Packed {
+    slots: Box<[Slot]>,
+    buf: Box<[u8]>,
+    ids: Box<[i64]>,
+}
+
+/// A packed field.
+pub enum PackedValue<'a> {
+    /// Pre-serialized JSON.
+    Json(&'a [u8]),
+    /// Too long to pre-serialize; read `fields`.
+    Long,
+    /// Referenced ids (one for a to-one).
+    Ids(&'a [i64]),
+}
+
+impl Packed {
+    fn build(def: &EntityDef, fields: &Map<String, Value>) -> Self {
+        let mut entries: Vec<(u16, &Value)> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .filter_map(|(name, v)| def.index(name).map(|i| (i as u16, v)))
+            .collect();
+        entries.sort_by_key(|(i, _)| *i);
+        let mut slots = Vec::with_capacity(entries.len());
+        let mut buf = Vec::new();
+        let mut ids = Vec::new();
+        for (idx, v) in entries {
+            match def.fields[idx as usize].1 {
+                FieldType::ToOne(_) | FieldType::ToMany(_) => {
+                    let start = ids.len();
+                    match v.get("data").and_then(Value::as_array) {
+                        Some(members) => ids.extend(
+                            members
+                                .iter()
+                                .filter_map(|m| m.get("id").and_then(Value::as_i64)),
+                        ),
+                        None => ids.extend(v.get("id").and_then(Value::as_i64)),
+                    }
+                    slots.push(Slot {
+                        idx,
+                        kind: SlotKind::Ids,
+                        start: start as u32,
+                        len: (ids.len() - start) as u32,
+                    });
+                }
+                _ => {
+                    let start = buf.len();
+                    // Serializing a Value into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut buf, v);
+                    let kind = if buf.len() - start > RAW_MAX {
+                        buf.truncate(start);
+                        SlotKind::Long
+                    } else {
+                        SlotKind::Json
+                    };
+                    slots.push(Slot {
+                        idx,
+                        kind,
+                        start: start as u32,
+                        len: (buf.len() - start) as u32,
+                    });
+                }
+            }
+        }
+        Self {
+            slots: slots.into_boxed_slice(),
+            buf: buf.into_boxed_slice(),
+            ids: ids.into_boxed_slice(),
+        }
+    }
+
+    /// The field at schema position `idx`, `None` when unset.
+    pub fn get(&self, idx: u16) -> Option<PackedValue<'_>> {
+        let s = self.slots[self.slots.binary_search_by_key(&idx, |s| s.idx).ok()?];
+        let (a, b) = (s.start as usize, (s.start + s.len) as usize);
+        Some(match s.kind {
+            SlotKind::Json => PackedValue::Json(&self.buf[a..b]),
+            SlotKind::Long => PackedValue::Long,
+            SlotKind::Ids => PackedValue::Ids(&self.ids[a..b]),
+        })
+    }
 }
 
 impl Record {
@@ -100,8 +217,9 @@ pub struct EntityStore {
     pub def: &'static EntityDef,
     /// Records by id.
     pub records: BTreeMap<i64, Record>,
-    /// `(dateLastModified, id)` of every record: incremental polls are range scans of this set.
-    pub by_modified: BTreeSet<(i64, i64)>,
+    /// `(dateLastModified, id)` of every record → its `isDeleted`: incremental polls are range scans of this
+    /// index, and filters on `id`/`dateLastModified`/`isDeleted` alone are evaluated without touching records.
+    pub by_modified: BTreeMap<(i64, i64), bool>,
     /// Next id handed out by an insert.
     pub next_id: i64,
 }
@@ -111,7 +229,7 @@ impl EntityStore {
         Self {
             def,
             records: BTreeMap::new(),
-            by_modified: BTreeSet::new(),
+            by_modified: BTreeMap::new(),
             next_id: 1,
         }
     }
@@ -134,8 +252,9 @@ impl EntityStore {
         if let Some(old) = self.records.get(&id) {
             self.by_modified.remove(&(old.modified, id));
         }
-        self.by_modified.insert((modified, id));
+        self.by_modified.insert((modified, id), deleted);
         self.next_id = self.next_id.max(id + 1);
+        let packed = Packed::build(self.def, &fields);
         self.records.insert(
             id,
             Record {
@@ -143,6 +262,7 @@ impl EntityStore {
                 modified,
                 deleted,
                 fields,
+                packed,
             },
         );
     }
@@ -454,7 +574,8 @@ impl Db {
         store.by_modified.remove(&(rec.modified, id));
         rec.modified = now;
         rec.fields.insert("dateLastModified".into(), now.into());
-        store.by_modified.insert((now, id));
+        rec.packed = Packed::build(def, &rec.fields);
+        store.by_modified.insert((now, id), rec.deleted);
         let person_id = owner_id(&rec.fields);
         let became_deleted = rec.deleted && !was_deleted;
         let event = if became_deleted && soft_delete_event == SoftDeleteEvent::Deleted {
@@ -547,14 +668,25 @@ impl Db {
                     return Page { total, records };
                 }
                 let range = store.by_modified.range((lo, hi));
-                let it: Box<dyn Iterator<Item = &(i64, i64)>> = if desc {
+                let it: Box<dyn Iterator<Item = (&(i64, i64), &bool)>> = if desc {
                     Box::new(range.rev())
                 } else {
                     Box::new(range)
                 };
-                for (_, id) in it {
-                    if let Some(rec) = store.records.get(id) {
-                        take(rec, &mut total);
+                let key_only = filter.key_only();
+                for (&(modified, id), &deleted) in it {
+                    let hit = if key_only {
+                        filter.eval_key(id, modified, deleted)
+                    } else {
+                        store.records.get(&id).is_some_and(|r| filter.eval(r))
+                    };
+                    if hit {
+                        if total >= start && records.len() < count {
+                            if let Some(rec) = store.records.get(&id) {
+                                records.push(rec);
+                            }
+                        }
+                        total += 1;
                     }
                 }
             }
