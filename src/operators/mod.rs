@@ -1,0 +1,352 @@
+//! The normalize stage's operators: pure, synchronous functions from one decoded [`ChangeEvent`] to one
+//! canonical record or one [`Reject`].
+//!
+//! [`normalize`] dispatches on `(crm, entity)` to a CRM transform ([`bullhorn`]), which parses the
+//! record JSON and maps it field by field with the cleanup helpers ([`text`], [`email`], [`phone`]);
+//! then [`validate`] checks the canonical record against the named rules of [`validate::RULES`].
+//! Deletes become tombstones and skip validation. Nothing here does I/O, reads a clock or keeps
+//! state, so the same event always gives the same output byte for byte, which is what makes the
+//! stage's redelivery safe (ARCHITECTURE.md §2.4); the stage runtime owns Kafka and the DLQ.
+
+pub mod bullhorn;
+pub mod email;
+pub mod phone;
+pub mod text;
+pub mod validate;
+
+use std::fmt;
+
+pub use email::{Email, EmailError};
+pub use validate::{Rule, RuleSpec, RULES};
+
+use crate::config::NormalizeConfig;
+use crate::model::{canonical_key, Candidate, ChangeEvent, Lineage, Op, Position};
+
+/// Which step refused a record; the DLQ's `error.class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectClass {
+    /// The record could not be read at all (not JSON).
+    Decode,
+    /// It was read but cannot be mapped (unknown entity, a field of an unusable type).
+    Transform,
+    /// It was mapped but breaks a rule.
+    Validation,
+}
+
+impl RejectClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectClass::Decode => "decode",
+            RejectClass::Transform => "transform",
+            RejectClass::Validation => "validation",
+        }
+    }
+}
+
+impl fmt::Display for RejectClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record did not become a canonical record; the stage sends it to the DLQ with these values
+/// as headers (`error.class`, `error.rule`, `error.reason`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class} error, rule {rule}: {reason}")]
+pub struct Reject {
+    pub class: RejectClass,
+    /// A name from [`validate::RULES`].
+    pub rule: &'static str,
+    /// Human-readable detail: the offending value and the limit it broke.
+    pub reason: String,
+}
+
+/// A normalized record, ready for `crm.canonical.<entity>`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Canonical {
+    Candidate(Candidate),
+    Position(Position),
+}
+
+impl Canonical {
+    /// The canonical topic's key, `"<crm>:<crm_id>"`.
+    pub fn key(&self) -> String {
+        match self {
+            Canonical::Candidate(c) => canonical_key(&c.crm, &c.crm_id),
+            Canonical::Position(p) => canonical_key(&p.crm, &p.crm_id),
+        }
+    }
+
+    /// The canonical entity name, as in the topic `crm.canonical.<entity>`.
+    pub fn entity(&self) -> &'static str {
+        match self {
+            Canonical::Candidate(_) => "candidate",
+            Canonical::Position(_) => "position",
+        }
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        match self {
+            Canonical::Candidate(c) => c.deleted,
+            Canonical::Position(p) => p.deleted,
+        }
+    }
+}
+
+/// ChangeEvent (already decoded) + lineage → a valid canonical record, or why not.
+///
+/// The start-date bound is anchored at `ev.observed_at` rather than the wall clock, so replaying an
+/// event next year gives the same answer as today: see [`normalize_at`] to choose the anchor.
+pub fn normalize(
+    ev: &ChangeEvent,
+    lineage: Lineage,
+    cfg: &NormalizeConfig,
+) -> Result<Canonical, Reject> {
+    normalize_at(ev, lineage, cfg, ev.observed_at)
+}
+
+/// [`normalize`] with an explicit "now" (epoch ms) for the start-date bound.
+pub fn normalize_at(
+    ev: &ChangeEvent,
+    lineage: Lineage,
+    cfg: &NormalizeConfig,
+    now_ms: i64,
+) -> Result<Canonical, Reject> {
+    let key = bullhorn::RecordKey {
+        crm: &ev.crm,
+        crm_id: &ev.record_id,
+        source_version: ev.source_version,
+        deleted: ev.op == Op::Delete,
+    };
+    match (ev.crm.as_str(), ev.entity.as_str()) {
+        ("bullhorn", "Candidate") => {
+            let c = bullhorn::candidate(&ev.record, &key, lineage, &cfg.default_country)?;
+            validate::validate_candidate(&c, cfg)?;
+            Ok(Canonical::Candidate(c))
+        }
+        ("bullhorn", "JobOrder") => {
+            let p = bullhorn::position(&ev.record, &key, lineage)?;
+            validate::validate_position(&p, cfg, now_ms)?;
+            Ok(Canonical::Position(p))
+        }
+        (crm, entity) => {
+            Err(Rule::EntityUnknown
+                .reject(format!("no transform for crm `{crm}` entity `{entity}`")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2025-01-01T00:00:00Z.
+    const NOW: i64 = 1_735_689_600_000;
+
+    fn event(entity: &str, op: Op, record: &str) -> ChangeEvent {
+        ChangeEvent::new(
+            "bullhorn",
+            entity,
+            "42",
+            op,
+            1_700_000_000_000,
+            NOW,
+            vec![],
+            "poll",
+            record.to_owned(),
+        )
+    }
+
+    fn lineage(ev: &ChangeEvent) -> Lineage {
+        Lineage {
+            crm: ev.crm.clone(),
+            crm_id: ev.record_id.clone(),
+            source_version: ev.source_version,
+            event_id: ev.event_id.clone(),
+            raw_topic: "crm.raw.bullhorn.candidate".into(),
+            raw_partition: 3,
+            raw_offset: 99,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        }
+    }
+
+    fn run(ev: &ChangeEvent) -> Result<Canonical, Reject> {
+        normalize(ev, lineage(ev), &NormalizeConfig::default())
+    }
+
+    /// (case, entity, op, record, expected canonical entity or (class, rule)).
+    type DispatchCase<'a> = (
+        &'a str,
+        &'a str,
+        Op,
+        &'a str,
+        Result<&'a str, (RejectClass, &'a str)>,
+    );
+
+    #[test]
+    fn dispatch_and_reject_classes_table() {
+        let cases: &[DispatchCase] = &[
+            (
+                "candidate",
+                "Candidate",
+                Op::Upsert,
+                r#"{"firstName":"Ada"}"#,
+                Ok("candidate"),
+            ),
+            (
+                "job order",
+                "JobOrder",
+                Op::Upsert,
+                r#"{"title":"Engineer"}"#,
+                Ok("position"),
+            ),
+            (
+                "unknown entity",
+                "Placement",
+                Op::Upsert,
+                "{}",
+                Err((RejectClass::Transform, "entity.unknown")),
+            ),
+            (
+                "unknown entity delete",
+                "Placement",
+                Op::Delete,
+                "{}",
+                Err((RejectClass::Transform, "entity.unknown")),
+            ),
+            (
+                "invalid json",
+                "Candidate",
+                Op::Upsert,
+                r#"{"firstName":"#,
+                Err((RejectClass::Decode, "record.json")),
+            ),
+            (
+                "not json at all",
+                "JobOrder",
+                Op::Upsert,
+                "<html>",
+                Err((RejectClass::Decode, "record.json")),
+            ),
+            (
+                "wrong field type",
+                "Candidate",
+                Op::Upsert,
+                r#"{"firstName":{"x":1}}"#,
+                Err((RejectClass::Transform, "record.shape")),
+            ),
+            (
+                "json but not an object",
+                "Candidate",
+                Op::Upsert,
+                "[1,2]",
+                Err((RejectClass::Transform, "record.shape")),
+            ),
+            (
+                "validation",
+                "Candidate",
+                Op::Upsert,
+                r#"{"firstName":"Ada","email":"nope"}"#,
+                Err((RejectClass::Validation, "candidate.email.format")),
+            ),
+        ];
+        for (name, entity, op, record, want) in cases {
+            let got = run(&event(entity, *op, record));
+            match (got, want) {
+                (Ok(c), Ok(e)) => assert_eq!(c.entity(), *e, "case {name}"),
+                (Err(r), Err((class, rule))) => {
+                    assert_eq!((r.class, r.rule), (*class, *rule), "case {name}: {r}");
+                    assert!(!r.reason.is_empty());
+                }
+                (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_crm_is_rejected() {
+        let mut ev = event("Candidate", Op::Upsert, "{}");
+        ev.crm = "hubspot".into();
+        let r = run(&ev).unwrap_err();
+        assert_eq!((r.class.as_str(), r.rule), ("transform", "entity.unknown"));
+    }
+
+    #[test]
+    fn deletes_are_tombstones_that_bypass_validation() {
+        // Records that would fail validation, or not even parse, still give a tombstone.
+        let cases: &[(&str, &str, &str)] = &[
+            ("empty candidate", "Candidate", "{}"),
+            ("invalid json", "Candidate", "not json"),
+            ("empty string", "JobOrder", ""),
+            (
+                "bad email",
+                "Candidate",
+                r#"{"firstName":"Ada","email":"nope"}"#,
+            ),
+            (
+                "negative salary",
+                "JobOrder",
+                r#"{"title":"X","salary":-5}"#,
+            ),
+            (
+                "wrong types",
+                "JobOrder",
+                r#"{"title":{"a":1},"salary":"abc"}"#,
+            ),
+        ];
+        for (name, entity, record) in cases {
+            let ev = event(entity, Op::Delete, record);
+            let c = run(&ev).unwrap_or_else(|r| panic!("case {name}: {r}"));
+            assert!(c.is_tombstone(), "case {name}");
+            assert_eq!(c.key(), "bullhorn:42", "case {name}");
+            match c {
+                Canonical::Candidate(c) => {
+                    assert_eq!(c.source_version, 1_700_000_000_000);
+                    assert_eq!(c.lineage, lineage(&ev));
+                }
+                Canonical::Position(p) => {
+                    assert_eq!(p.source_version, 1_700_000_000_000);
+                    assert_eq!(p.lineage, lineage(&ev));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn delete_keeps_fields_it_can_read() {
+        let ev = event(
+            "Candidate",
+            Op::Delete,
+            r#"{"firstName":" Ada ","email":"nope"}"#,
+        );
+        let Canonical::Candidate(c) = run(&ev).unwrap() else {
+            panic!("not a candidate")
+        };
+        assert!(c.deleted);
+        assert_eq!(c.first_name.as_deref(), Some("Ada"));
+        assert_eq!(c.email.as_deref(), Some("nope"));
+    }
+
+    #[test]
+    fn start_date_bound_follows_the_given_now() {
+        // Start 2028-06-01: within five years of 2025, not of 2020.
+        let rec = r#"{"title":"Engineer","startDate":1843516800000}"#;
+        let ev = event("JobOrder", Op::Upsert, rec);
+        let cfg = NormalizeConfig::default();
+        assert!(normalize_at(&ev, lineage(&ev), &cfg, NOW).is_ok());
+        let r = normalize_at(&ev, lineage(&ev), &cfg, 1_577_836_800_000).unwrap_err();
+        assert_eq!(r.rule, "position.start_date.range");
+        // normalize() anchors at observed_at (NOW here).
+        assert!(normalize(&ev, lineage(&ev), &cfg).is_ok());
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let rec = r#"{"firstName":"José","lastName":"García","email":"J@X.COM","phone":"617 555 0100",
+            "primarySkills":{"total":2,"data":[{"id":1,"name":"Rust"},{"id":2,"name":"SQL"}]},"skillSet":"sql, Kafka"}"#;
+        let ev = event("Candidate", Op::Upsert, rec);
+        let a = format!("{:?}", run(&ev).unwrap());
+        let b = format!("{:?}", run(&ev).unwrap());
+        assert_eq!(a, b);
+    }
+}
