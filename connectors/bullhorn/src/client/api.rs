@@ -42,6 +42,9 @@ struct Inner {
     requests: AtomicU64,
 }
 
+/// Re-authentications one call may make when its sessions keep expiring under it.
+const MAX_RENEWALS_PER_CALL: u32 = 5;
+
 /// One REST call to make.
 struct Call<'a> {
     method: Method,
@@ -317,6 +320,9 @@ impl BullhornClient {
     async fn call(&self, call: Call<'_>) -> Result<Vec<u8>, ClientError> {
         let inner = &*self.inner;
         let mut attempts = super::retry::Attempts::default();
+        // The session this call re-authenticated into, and how often it did.
+        let mut renewed_into: Option<u64> = None;
+        let mut renewals = 0u32;
         loop {
             let session = inner.sessions.get().await?;
             inner.limiter.until_ready().await;
@@ -344,6 +350,15 @@ impl BullhornClient {
                 Ok(body) => return Ok(body),
                 Err(e) => e,
             };
+            if matches!(error, ClientError::InvalidSession { .. })
+                && renewed_into != Some(session.generation)
+                && renewals < MAX_RENEWALS_PER_CALL
+            {
+                // Rejected on a session other than the one this call logged in for: it expired again while
+                // the call waited (e.g. out a 429), which is not the persistent rejection that "retry once"
+                // guards against.
+                attempts.reauthenticated = false;
+            }
             match inner.policy.decide(&error, &mut attempts, call.idempotent) {
                 Decision::Retry(delay) => {
                     if matches!(error, ClientError::RateLimited { .. }) {
@@ -355,7 +370,14 @@ impl BullhornClient {
                 }
                 Decision::Reauthenticate => {
                     warn!(endpoint = %call.endpoint, generation = session.generation, "bullhorn session rejected, logging in again");
-                    inner.sessions.renew(Some(session.generation)).await?;
+                    renewed_into = Some(
+                        inner
+                            .sessions
+                            .renew(Some(session.generation))
+                            .await?
+                            .generation,
+                    );
+                    renewals += 1;
                 }
                 Decision::GiveUp => return Err(inner.policy.exhausted(error, &attempts)),
             }
