@@ -1,0 +1,775 @@
+//! The embed stage: canonical topics -> ML service -> `embeddings` (pgvector), exactly-once in
+//! effect, with up to `max_in_flight` ML requests at once and offsets that only move forward
+//! contiguously.
+//!
+//! Flow, per micro-batch of up to `batch_size` messages (or `linger_ms`):
+//! decode > collapse repeated keys (newest version wins) > render the text from the entity's
+//! template ([`text`]) > content hash > decide against the expected stored state: skip when the
+//! hash is unchanged (or the version is older), embed otherwise, delete for tombstones > spawn the
+//! ML call (a tokio task, so it progresses while the loop gathers and commits) > in batch order,
+//! ONE transaction per batch: replay-epoch check, vectors (binary COPY + guarded upsert), deletes
+//! (vectors and matches), match-queue entries, next offsets > tell Kafka (for lag tools only).
+//!
+//! Ordering: spawned ML calls sit in a `FuturesOrdered`; the loop takes the next one only when
+//! no commit is running, so batch N's transaction starts after batch N-1's committed even if
+//! N's vectors arrived first. A crash loses at most the uncommitted batches, which are re-read
+//! from the stored offsets.
+//!
+//! The skip decision needs "what Postgres will hold once everything in flight has committed".
+//! Three layers answer it: `pending` (keys of in-flight batches, exact, per batch sequence),
+//! then a moka cache of committed states, then one batched Postgres read for the misses. The
+//! cache only learns what a commit confirmed (the upsert's `RETURNING`), and everything is
+//! forgotten on a rebalance or replay, when another instance may have written our keys.
+//!
+//! ML failures: retriable ones (429, 5xx, timeouts, after the client's own retries) back off
+//! and resend the same batch, never skipping it; inputs the service rejects are isolated by the
+//! client's bisecting and go to the DLQ (`error.stage=embed`, rule `ml.input_rejected`) while
+//! their batch-mates are written. Anything else (auth, a broken response) stops the stage.
+
+pub mod backfill;
+pub mod store;
+pub mod text;
+
+use std::collections::{HashMap, HashSet};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crmflow_embedding::{ClientConfig, EmbedError, EmbeddingClient, Protocol};
+use deadpool_postgres::Pool;
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use rdkafka::consumer::Consumer;
+use tokio_postgres::types::Type;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use self::store::{Key, State, VectorRow};
+use self::text::{content_hash, Entity, Templates};
+use super::offsets::{self, PgOffsets, Positions};
+use super::sink::{apply_replay, commit_to_kafka, Input};
+use super::{StageCtx, StageName};
+use crate::codec;
+use crate::config::{Config, MlProtocol};
+use crate::dlq::{self, DeadLetter};
+use crate::error::{Error, Result};
+use crate::kafka::{self, Producer, Topics};
+
+/// Builds the ML client from the configuration (shared with `crmflow embed backfill`).
+pub fn ml_client(cfg: &Config) -> Result<EmbeddingClient> {
+    let url = url::Url::parse(&cfg.ml.url)
+        .map_err(|e| Error::Other(format!("ml.url {:?} is not a URL: {e}", cfg.ml.url)))?;
+    let protocol = match cfg.ml.protocol {
+        MlProtocol::Tei => Protocol::Tei,
+        MlProtocol::Openai => Protocol::OpenAi,
+    };
+    let mut cc = ClientConfig::new(url, protocol, cfg.ml.model.clone());
+    cc.timeout = Duration::from_secs(cfg.ml.timeout_secs.max(1));
+    cc.api_key = cfg.ml.api_key.clone();
+    cc.expected_dim = Some(cfg.ml.dim);
+    Ok(EmbeddingClient::new(cc)?)
+}
+
+/// Sends `texts` until the service answers for every input: retriable failures back off and
+/// resend the same batch (never skipped); per-input rejections come back as inner `Err`s.
+pub(crate) async fn embed_until_done(
+    client: &EmbeddingClient,
+    texts: &[String],
+    shutdown: &CancellationToken,
+) -> Result<Vec<Result<Vec<f32>, EmbedError>>> {
+    let mut attempt = 0;
+    loop {
+        match client.embed_isolating(texts).await {
+            Ok(v) => return Ok(v),
+            Err(error) if error.is_retriable() => {
+                let wait = super::backoff(attempt, Duration::from_secs(30));
+                tracing::warn!(%error, attempt, batch_len = texts.len(), wait_ms = wait.as_millis() as u64,
+                    "ml service unavailable after the client's retries; backing off, batch kept");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(Error::Other("shutdown".into())),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Counters of one run.
+#[derive(Debug, Default)]
+pub struct EmbedStats {
+    /// Vectors written.
+    pub embedded: AtomicU64,
+    /// Records whose text was unchanged (or whose version was older): nothing sent.
+    pub skipped: AtomicU64,
+    /// Deletes applied.
+    pub deleted: AtomicU64,
+    /// Records sent to the DLQ.
+    pub rejected: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// What to do with one record of a batch.
+enum Action {
+    Embed { text: String, hash: Arc<str> },
+    Delete,
+}
+
+/// One record after collapsing.
+struct Rec {
+    key: Key,
+    version: i64,
+    action: Action,
+    input: Input,
+}
+
+/// A batch being gathered.
+struct Gather {
+    recs: HashMap<Key, Rec>,
+    undecodable: Vec<(Input, String)>,
+    next: Positions,
+    messages: usize,
+    started: Option<tokio::time::Instant>,
+}
+
+impl Gather {
+    fn new() -> Self {
+        Self {
+            recs: HashMap::new(),
+            undecodable: Vec::new(),
+            next: Positions::new(),
+            messages: 0,
+            started: None,
+        }
+    }
+
+    fn add(&mut self, input: Input, topics: &InputTopics, templates: &Templates, model: &str) {
+        self.started.get_or_insert_with(tokio::time::Instant::now);
+        self.messages += 1;
+        self.next
+            .insert((input.topic.clone(), input.partition), input.offset + 1);
+        let decoded = if input.topic == topics.candidate {
+            codec::candidate().decode(&input.payload).map(|c| {
+                let key = Key {
+                    entity: Entity::Candidate,
+                    crm: c.crm.clone(),
+                    crm_id: c.crm_id.clone(),
+                };
+                let action = if c.deleted {
+                    Action::Delete
+                } else {
+                    embed_action(templates.candidate.render_candidate(&c), model)
+                };
+                (key, c.source_version, action)
+            })
+        } else if input.topic == topics.position {
+            codec::position().decode(&input.payload).map(|p| {
+                let key = Key {
+                    entity: Entity::Position,
+                    crm: p.crm.clone(),
+                    crm_id: p.crm_id.clone(),
+                };
+                let action = if p.deleted {
+                    Action::Delete
+                } else {
+                    embed_action(templates.position.render_position(&p), model)
+                };
+                (key, p.source_version, action)
+            })
+        } else {
+            let reason = format!("unexpected topic {}", input.topic);
+            self.undecodable.push((input, reason));
+            return;
+        };
+        match decoded {
+            Err(e) => self.undecodable.push((input, e.to_string())),
+            Ok((key, version, action)) => {
+                // Newest version wins; on equal versions the later offset.
+                let newer = self
+                    .recs
+                    .get(&key)
+                    .is_none_or(|old| (old.version, old.input.offset) < (version, input.offset));
+                if newer {
+                    self.recs.insert(
+                        key.clone(),
+                        Rec {
+                            key,
+                            version,
+                            action,
+                            input,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn embed_action(text: String, model: &str) -> Action {
+    let hash: Arc<str> = Arc::from(content_hash(model, &text));
+    Action::Embed { text, hash }
+}
+
+struct InputTopics {
+    candidate: String,
+    position: String,
+}
+
+/// A batch whose decisions are made, on its way to the ML service and Postgres.
+struct Prepared {
+    seq: u64,
+    /// Records to embed; `texts[i]` belongs to `embed[i]`.
+    embed: Vec<(Rec, Arc<str>)>,
+    texts: Vec<String>,
+    deletes: Vec<Rec>,
+    /// Empty-text records and undecodable messages: DLQ.
+    dead: Vec<(Input, &'static str, &'static str, String)>,
+    /// Keys decided "nothing to do" and the state the cache may hold after commit.
+    skipped: Vec<(Key, State)>,
+    next: Positions,
+    messages: usize,
+}
+
+/// A batch with its ML answers.
+struct Embedded {
+    prepared: Prepared,
+    vectors: Vec<Result<Vec<f32>, EmbedError>>,
+}
+
+/// What a commit did.
+enum Outcome {
+    Written {
+        written: HashSet<Key>,
+        removed: HashSet<Key>,
+    },
+    /// A replay rewound the stage since the batch was read; nothing was written.
+    Replayed(i64),
+}
+
+/// Everything a commit needs, shared by the commit tasks.
+struct Writer {
+    pool: Pool,
+    producer: Producer,
+    dlq_topic: String,
+    group: String,
+    model: String,
+    vector_type: Type,
+    stats: EmbedStats,
+    shutdown: CancellationToken,
+}
+
+/// Runs the embed stage until shutdown (or, in one-shot mode, until caught up).
+pub async fn run(ctx: StageCtx) -> Result<()> {
+    let cfg = ctx.cfg.clone();
+    let topics = Topics::new(&cfg.kafka);
+    let group = topics.group("embed");
+    let inputs = InputTopics {
+        candidate: topics.canonical("candidate"),
+        position: topics.canonical("position"),
+    };
+    let input_list = vec![inputs.candidate.clone(), inputs.position.clone()];
+    let templates = Templates::from_config(&cfg.embed).map_err(Error::Other)?;
+    let model = cfg.ml.model.clone();
+    let client = ml_client(&cfg)?;
+    let pool = crate::store::pool(&cfg)?;
+    let vector_type = {
+        let mut c = pool.get().await?;
+        store::ensure_indexes(&mut c, &model, cfg.ml.dim).await?;
+        store::vector_type(&c).await.map_err(store::no_pgvector)?
+    };
+    let lookup = Arc::new(PgOffsets::new(pool.clone(), group.clone()));
+    let consumer = kafka::consumer(
+        &cfg.kafka,
+        &group,
+        &[&inputs.candidate, &inputs.position],
+        Some(lookup),
+    )?;
+    let writer = Arc::new(Writer {
+        pool: pool.clone(),
+        producer: Producer::new(&cfg.kafka)?,
+        dlq_topic: topics.dlq(),
+        group: group.clone(),
+        model: model.clone(),
+        vector_type,
+        stats: EmbedStats::default(),
+        shutdown: ctx.shutdown.clone(),
+    });
+    let mut epoch = offsets::epoch(&pool.get().await?, &group).await?;
+    let linger = Duration::from_millis(cfg.embed.linger_ms);
+    let max_messages = cfg.embed.batch_size.max(1);
+    let max_in_flight = cfg.embed.max_in_flight.max(1);
+    let cache: moka::sync::Cache<Key, State> =
+        moka::sync::Cache::new(cfg.embed.hash_cache_capacity);
+    // Keys of batches not yet committed: (batch seq, expected state).
+    let mut pending: HashMap<Key, (u64, State)> = HashMap::new();
+    let mut inflight: FuturesOrdered<AbortOnDropHandle<Result<Embedded>>> = FuturesOrdered::new();
+    let mut committing: Option<AbortOnDropHandle<(Embedded, Result<Outcome>)>> = None;
+    let mut gather = Gather::new();
+    let mut seq: u64 = 0;
+    let mut generation = consumer.context().generation();
+    let mut last_control_check = Instant::now();
+    let mut stream = pin!(consumer.stream());
+
+    tracing::info!(
+        group,
+        model,
+        batch_size = max_messages,
+        max_in_flight,
+        linger_ms = cfg.embed.linger_ms,
+        "embed started"
+    );
+    loop {
+        // Partitions moved: what we hold (gathered, in flight) may belong to another instance,
+        // and the consumer was re-seeked to the stored offsets. Drop it all; a commit already
+        // running finishes first (its writes are guarded and its offsets covered by its rows).
+        let g = consumer.context().generation();
+        if g != generation {
+            if let Some(c) = committing.take() {
+                let _ = c.await;
+            }
+            tracing::info!(
+                dropped_batches = inflight.len(),
+                "rebalance: dropping uncommitted batches"
+            );
+            inflight = FuturesOrdered::new();
+            gather = Gather::new();
+            pending.clear();
+            cache.invalidate_all();
+            generation = g;
+        }
+
+        let cut_due = gather
+            .started
+            .is_some_and(|s| s + linger <= tokio::time::Instant::now());
+        let room = inflight.len() + usize::from(committing.is_some()) < max_in_flight;
+        if room && (gather.messages >= max_messages || cut_due) {
+            let batch = std::mem::replace(&mut gather, Gather::new());
+            seq += 1;
+            let prepared = prepare(batch, seq, &cache, &mut pending, &pool, &model).await?;
+            let client = client.clone();
+            let shutdown = ctx.shutdown.clone();
+            inflight.push_back(AbortOnDropHandle::new(tokio::spawn(async move {
+                let vectors = if prepared.texts.is_empty() {
+                    Vec::new()
+                } else {
+                    embed_until_done(&client, &prepared.texts, &shutdown).await?
+                };
+                Ok(Embedded { prepared, vectors })
+            })));
+            continue;
+        }
+
+        let wake = gather
+            .started
+            .map(|s| s + linger)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(200));
+        // A full batch, or one past its linger time, waits for room without reading on (and
+        // without spinning on an expired timer).
+        let can_read = gather.messages < max_messages && (room || !cut_due);
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => {
+                tracing::info!("embed stopping; uncommitted batches are dropped and re-read later");
+                if let Some(c) = committing.take() {
+                    let _ = c.await;
+                }
+                return Ok(());
+            }
+            done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
+                committing = None;
+                let (embedded, outcome) = done.map_err(|e| Error::Other(format!("embed commit task: {e}")))?;
+                match outcome? {
+                    Outcome::Written { written, removed } => {
+                        settle(&embedded, &written, &removed, &cache, &mut pending);
+                        commit_to_kafka(&consumer, &embedded.prepared.next);
+                        last_control_check = Instant::now();
+                    }
+                    Outcome::Replayed(e) => {
+                        tracing::info!(epoch = e, "replay requested: dropping uncommitted batches and seeking");
+                        inflight = FuturesOrdered::new();
+                        gather = Gather::new();
+                        pending.clear();
+                        cache.invalidate_all();
+                        apply_replay(&consumer, &pool, &group, &input_list).await?;
+                        epoch = e;
+                    }
+                }
+            }
+            next = inflight.next(), if committing.is_none() && !inflight.is_empty() => {
+                let embedded = next
+                    .expect("non-empty")
+                    .map_err(|e| Error::Other(format!("embed task: {e}")))??;
+                let writer = writer.clone();
+                committing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+                    let outcome = commit(&writer, epoch, &embedded).await;
+                    (embedded, outcome)
+                })));
+            }
+            msg = tokio::time::timeout_at(wake, stream.next()), if can_read => match msg {
+                Err(_) => {
+                    if gather.messages == 0 && inflight.is_empty() && committing.is_none() {
+                        if let Some(e) = idle(&ctx, &consumer, &pool, &group, &input_list, epoch, &mut last_control_check, &writer.stats).await? {
+                            match e {
+                                Idle::Done => return Ok(()),
+                                Idle::Replayed(e) => {
+                                    pending.clear();
+                                    cache.invalidate_all();
+                                    epoch = e;
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(None) => return Err(Error::Other("consumer stream ended".into())),
+                Ok(Some(Err(error))) => {
+                    tracing::warn!(%error, "kafka consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Some(Ok(m))) => {
+                    let g = consumer.context().generation();
+                    if g != generation {
+                        // The message is from the new assignment: keep it, drop the rest.
+                        if let Some(c) = committing.take() {
+                            let _ = c.await;
+                        }
+                        tracing::info!(dropped_batches = inflight.len(), "rebalance: dropping uncommitted batches");
+                        inflight = FuturesOrdered::new();
+                        gather = Gather::new();
+                        pending.clear();
+                        cache.invalidate_all();
+                        generation = g;
+                    }
+                    gather.add(Input::from_message(&m), &inputs, &templates, &model);
+                }
+            },
+        }
+    }
+}
+
+enum Idle {
+    Done,
+    Replayed(i64),
+}
+
+/// Idle housekeeping: notice a replay request, and in one-shot mode whether we are done.
+#[allow(clippy::too_many_arguments)]
+async fn idle(
+    ctx: &StageCtx,
+    consumer: &kafka::StageConsumer,
+    pool: &Pool,
+    group: &str,
+    input_list: &[String],
+    epoch: i64,
+    last_control_check: &mut Instant,
+    stats: &EmbedStats,
+) -> Result<Option<Idle>> {
+    if last_control_check.elapsed() > Duration::from_secs(1) {
+        *last_control_check = Instant::now();
+        if let Ok(client) = pool.get().await {
+            if let Ok(e) = offsets::epoch(&client, group).await {
+                if e != epoch {
+                    apply_replay(consumer, pool, group, input_list).await?;
+                    return Ok(Some(Idle::Replayed(e)));
+                }
+            }
+        }
+    }
+    if ctx.until_caught_up && ctx.finished.upstream_done(StageName::Embed) {
+        let stored = offsets::load_all(&pool.get().await?, group).await?;
+        let lag = super::progress::lag(consumer, input_list, &stored).await?;
+        if lag.values().all(|&l| l == 0) {
+            tracing::info!(
+                embedded = stats.embedded.load(Relaxed),
+                skipped = stats.skipped.load(Relaxed),
+                deleted = stats.deleted.load(Relaxed),
+                rejected = stats.rejected.load(Relaxed),
+                "embed caught up"
+            );
+            return Ok(Some(Idle::Done));
+        }
+    }
+    Ok(None)
+}
+
+/// Decides per record: skip, embed or delete, against pending > cache > Postgres; registers the
+/// batch's expected states in `pending`.
+async fn prepare(
+    batch: Gather,
+    seq: u64,
+    cache: &moka::sync::Cache<Key, State>,
+    pending: &mut HashMap<Key, (u64, State)>,
+    pool: &Pool,
+    model: &str,
+) -> Result<Prepared> {
+    let mut known: HashMap<Key, State> = HashMap::with_capacity(batch.recs.len());
+    let mut unknown: Vec<&Key> = Vec::new();
+    for key in batch.recs.keys() {
+        if let Some((_, s)) = pending.get(key) {
+            known.insert(key.clone(), s.clone());
+        } else if let Some(s) = cache.get(key) {
+            known.insert(key.clone(), s);
+        } else {
+            unknown.push(key);
+        }
+    }
+    if !unknown.is_empty() {
+        let loaded = load_with_retry(pool, model, &unknown).await?;
+        for k in unknown {
+            known.insert(k.clone(), loaded.get(k).cloned().unwrap_or(State::ABSENT));
+        }
+    }
+    let mut p = Prepared {
+        seq,
+        embed: Vec::new(),
+        texts: Vec::new(),
+        deletes: Vec::new(),
+        dead: Vec::new(),
+        skipped: Vec::new(),
+        next: batch.next,
+        messages: batch.messages,
+    };
+    for (input, reason) in batch.undecodable {
+        p.dead.push((input, "decode", "canonical.decode", reason));
+    }
+    for (key, rec) in batch.recs {
+        let expected = &known[&key];
+        if rec.version < expected.version {
+            // Older than what is (or will be) stored: the version guard would refuse it anyway.
+            p.skipped.push((key, expected.clone()));
+            continue;
+        }
+        match &rec.action {
+            Action::Delete => {
+                pending.insert(
+                    key,
+                    (
+                        seq,
+                        State {
+                            version: rec.version,
+                            hash: None,
+                        },
+                    ),
+                );
+                p.deletes.push(rec);
+            }
+            Action::Embed { text, .. } if text.is_empty() => {
+                let reason = "the record's template renders an empty text".to_owned();
+                p.dead
+                    .push((rec.input, "embed", "embed.empty_text", reason));
+            }
+            Action::Embed { hash, .. } if expected.hash.as_ref() == Some(hash) => {
+                let state = State {
+                    version: rec.version,
+                    hash: Some(hash.clone()),
+                };
+                pending.insert(key.clone(), (seq, state.clone()));
+                p.skipped.push((key, state));
+            }
+            Action::Embed { hash, .. } => {
+                let hash = hash.clone();
+                pending.insert(
+                    key,
+                    (
+                        seq,
+                        State {
+                            version: rec.version,
+                            hash: Some(hash.clone()),
+                        },
+                    ),
+                );
+                let mut rec = rec;
+                if let Action::Embed { text, .. } = &mut rec.action {
+                    p.texts.push(std::mem::take(text));
+                }
+                p.embed.push((rec, hash));
+            }
+        }
+    }
+    Ok(p)
+}
+
+async fn load_with_retry(pool: &Pool, model: &str, keys: &[&Key]) -> Result<HashMap<Key, State>> {
+    let mut attempt = 0;
+    loop {
+        let res = async {
+            let c = pool.get().await?;
+            store::load_states(&c, model, keys.iter().copied()).await
+        }
+        .await;
+        match res {
+            Ok(m) => return Ok(m),
+            Err(error) if error.is_retriable() => {
+                let wait = super::backoff(attempt, Duration::from_secs(30));
+                tracing::warn!(%error, attempt, "loading stored hashes failed, retrying");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// After a commit: keys of this batch leave `pending`; the cache learns what was confirmed and
+/// forgets what was not (guard refused, ML rejected).
+fn settle(
+    embedded: &Embedded,
+    written: &HashSet<Key>,
+    removed: &HashSet<Key>,
+    cache: &moka::sync::Cache<Key, State>,
+    pending: &mut HashMap<Key, (u64, State)>,
+) {
+    let p = &embedded.prepared;
+    let mut done = |key: &Key, confirmed: Option<State>| {
+        if pending.get(key).is_some_and(|(s, _)| *s == p.seq) {
+            pending.remove(key);
+        }
+        match confirmed {
+            Some(state) => cache.insert(key.clone(), state),
+            None => cache.invalidate(key),
+        }
+    };
+    for (key, state) in &p.skipped {
+        done(key, Some(state.clone()));
+    }
+    for ((rec, hash), v) in p.embed.iter().zip(&embedded.vectors) {
+        let ok = v.is_ok() && written.contains(&rec.key);
+        done(
+            &rec.key,
+            ok.then(|| State {
+                version: rec.version,
+                hash: Some(hash.clone()),
+            }),
+        );
+    }
+    for rec in &p.deletes {
+        let ok = removed.contains(&rec.key);
+        done(
+            &rec.key,
+            ok.then_some(State {
+                version: rec.version,
+                hash: None,
+            }),
+        );
+    }
+}
+
+/// Writes one batch: dead letters first (acked), then one transaction with the vectors, the
+/// deletes, the match queue and the offsets. Retriable Postgres errors are retried here.
+async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> {
+    let p = &embedded.prepared;
+    let mut dead = Vec::new();
+    for (input, class, rule, reason) in &p.dead {
+        dead.push(
+            dlq::send(
+                &w.producer,
+                &w.dlq_topic,
+                &dead_letter(input, class, rule, reason),
+            )
+            .await?,
+        );
+    }
+    let mut rejected = 0u64;
+    let reasons: Vec<(usize, String, &'static str)> = embedded
+        .vectors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.as_ref().err().map(|e| (i, e.to_string(), e.class())))
+        .collect();
+    for (i, reason, class) in &reasons {
+        let input = &p.embed[*i].0.input;
+        dead.push(
+            dlq::send(
+                &w.producer,
+                &w.dlq_topic,
+                &dead_letter(input, class, "ml.input_rejected", reason),
+            )
+            .await?,
+        );
+        rejected += 1;
+    }
+    for d in dead {
+        d.await?;
+    }
+    let mut attempt = 0;
+    loop {
+        match write_once(w, epoch, embedded).await {
+            Ok(outcome) => {
+                if let Outcome::Written { written, removed } = &outcome {
+                    let s = &w.stats;
+                    s.embedded.fetch_add(written.len() as u64, Relaxed);
+                    s.deleted.fetch_add(removed.len() as u64, Relaxed);
+                    s.skipped.fetch_add(p.skipped.len() as u64, Relaxed);
+                    s.rejected
+                        .fetch_add(rejected + p.dead.len() as u64, Relaxed);
+                    s.batches.fetch_add(1, Relaxed);
+                    tracing::debug!(
+                        seq = p.seq,
+                        messages = p.messages,
+                        written = written.len(),
+                        skipped = p.skipped.len(),
+                        deleted = removed.len(),
+                        "embed batch committed"
+                    );
+                }
+                return Ok(outcome);
+            }
+            Err(error) if error.is_retriable() && !w.shutdown.is_cancelled() => {
+                let wait = super::backoff(attempt, Duration::from_secs(30));
+                tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "embed write failed, retrying");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> {
+    let p = &embedded.prepared;
+    let mut client = w.pool.get().await?;
+    let tx = client.transaction().await?;
+    if offsets::epoch_for_share(&tx, &w.group).await? != epoch {
+        return Ok(Outcome::Replayed(offsets::epoch(&tx, &w.group).await?));
+    }
+    let rows: Vec<VectorRow<'_>> = p
+        .embed
+        .iter()
+        .zip(&embedded.vectors)
+        .filter_map(|((rec, hash), v)| {
+            v.as_ref().ok().map(|v| VectorRow {
+                key: &rec.key,
+                hash,
+                version: rec.version,
+                vector: v.clone(),
+            })
+        })
+        .collect();
+    let written = store::write_vectors(&tx, &w.vector_type, &w.model, rows).await?;
+    let deletes: Vec<(&Key, i64)> = p.deletes.iter().map(|r| (&r.key, r.version)).collect();
+    let removed = store::delete_records(&tx, &deletes).await?;
+    offsets::store(&tx, &w.group, &p.next).await?;
+    tx.commit().await?;
+    Ok(Outcome::Written { written, removed })
+}
+
+fn dead_letter<'a>(
+    input: &'a Input,
+    class: &'a str,
+    rule: &'a str,
+    reason: &'a str,
+) -> DeadLetter<'a> {
+    DeadLetter {
+        stage: "embed",
+        class,
+        rule: Some(rule),
+        reason,
+        source_topic: &input.topic,
+        source_partition: input.partition,
+        source_offset: input.offset,
+        key: input.key.as_deref(),
+        payload: Some(&input.payload),
+        trace: input.trace,
+        replay_count: input.replay_count,
+    }
+}

@@ -1,0 +1,296 @@
+//! The embed stage's Postgres side: the per-model HNSW indexes, the stored state of records
+//! (hash and version per model), and the writes of one batch: vectors by binary COPY into a
+//! session-local staging table plus one guarded upsert, deletes that cascade to matches, and the
+//! match queue. Every write here runs inside the caller's transaction, next to the offsets.
+//!
+//! The upsert only replaces a vector when the incoming source version is not older AND the
+//! content hash differs, and it returns the keys it actually wrote: the stage's hash cache
+//! trusts those and forgets the rest, so a write refused by the version guard can never leave
+//! the cache believing in a vector that is not there.
+
+use std::collections::{HashMap, HashSet};
+use std::pin::pin;
+use std::sync::Arc;
+
+use deadpool_postgres::GenericClient;
+use pgvector::Vector;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::text::Entity;
+use crate::error::{Error, Result};
+
+/// One record, independent of the model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub entity: Entity,
+    pub crm: String,
+    pub crm_id: String,
+}
+
+/// What Postgres holds (or will hold, once in-flight batches commit) for a key and model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// Source version of the stored vector (or of the skip/delete that decided it);
+    /// `i64::MIN` when unknown (no row).
+    pub version: i64,
+    /// Content hash of the stored vector; `None` = no vector.
+    pub hash: Option<Arc<str>>,
+}
+
+impl State {
+    pub const ABSENT: State = State {
+        version: i64::MIN,
+        hash: None,
+    };
+}
+
+/// Quotes a string as an SQL literal (for the partial-index predicates, which must be literals
+/// for the planner to match a query against the index).
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Name of the HNSW index of (model, entity): stable, short, and safe whatever the model name.
+pub fn index_name(model: &str, entity: Entity) -> String {
+    let h = super::text::content_hash("hnsw-index", model);
+    format!("embeddings_hnsw_{}_{}", &h[..12], entity.as_str())
+}
+
+/// Creates the HNSW cosine index of each side for `model` if missing. One partial index per
+/// (model, entity) rather than per model: a top-k search for positions must not walk a graph
+/// that is 90 % candidates and come back with fewer than k positions after filtering.
+pub async fn ensure_indexes(
+    client: &mut deadpool_postgres::Object,
+    model: &str,
+    dim: usize,
+) -> Result<()> {
+    // Stages starting together (embed and match) would race on the catalog; serialise them.
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('crmflow-hnsw-index'))",
+        &[],
+    )
+    .await?;
+    for entity in [Entity::Candidate, Entity::Position] {
+        let sql = format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw ((embedding::vector({dim})) vector_cosine_ops) \
+             WHERE model = {m} AND entity = {e}",
+            name = index_name(model, entity),
+            m = literal(model),
+            e = literal(entity.as_str()),
+        );
+        tx.batch_execute(&sql).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The `vector` type of this database (an extension type: its OID differs per database).
+pub async fn vector_type(client: &impl GenericClient) -> Result<Type> {
+    let stmt = client.prepare("SELECT $1::vector").await?;
+    Ok(stmt.params()[0].clone())
+}
+
+/// Stored states of `keys` for `model` (absent keys are missing from the map).
+pub async fn load_states<'a>(
+    client: &impl GenericClient,
+    model: &str,
+    keys: impl Iterator<Item = &'a Key>,
+) -> Result<HashMap<Key, State>> {
+    let (mut es, mut cs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for k in keys {
+        es.push(k.entity.as_str());
+        cs.push(k.crm.as_str());
+        ids.push(k.crm_id.as_str());
+    }
+    if es.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT e.entity, e.crm, e.crm_id, e.source_version, e.content_hash
+             FROM unnest($2::text[], $3::text[], $4::text[]) AS k(entity, crm, crm_id)
+             JOIN embeddings e ON e.entity = k.entity AND e.crm = k.crm AND e.crm_id = k.crm_id AND e.model = $1",
+            &[&model, &es, &cs, &ids],
+        )
+        .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let Some(entity) = Entity::parse(r.get(0)) else {
+            continue;
+        };
+        out.insert(
+            Key {
+                entity,
+                crm: r.get(1),
+                crm_id: r.get(2),
+            },
+            State {
+                version: r.get(3),
+                hash: Some(Arc::from(r.get::<_, &str>(4))),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// One vector to store.
+pub struct VectorRow<'a> {
+    pub key: &'a Key,
+    pub hash: &'a str,
+    pub version: i64,
+    pub vector: Vec<f32>,
+}
+
+/// COPYs `rows` (unique keys) and upserts them with the version/hash guard; enqueues the written
+/// ones for matching (with the reverse refresh). Returns the keys actually written.
+pub async fn write_vectors(
+    tx: &deadpool_postgres::Transaction<'_>,
+    vector_type: &Type,
+    model: &str,
+    rows: Vec<VectorRow<'_>>,
+) -> Result<HashSet<Key>> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS crmflow_stage_embeddings (
+             entity text, crm text, crm_id text, content_hash text, source_version bigint, embedding vector
+         ) ON COMMIT DELETE ROWS",
+    )
+    .await?;
+    let sink = tx
+        .copy_in(
+            "COPY crmflow_stage_embeddings (entity, crm, crm_id, content_hash, source_version, embedding) FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        vector_type.clone(),
+    ];
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for r in rows {
+        let v = Vector::from(r.vector);
+        let values: [&(dyn ToSql + Sync); 6] = [
+            &r.key.entity.as_str(),
+            &r.key.crm,
+            &r.key.crm_id,
+            &r.hash,
+            &r.version,
+            &v,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    let written = tx
+        .query(
+            "WITH w AS (
+                 INSERT INTO embeddings AS t (entity, crm, crm_id, model, content_hash, embedding, source_version, updated_at)
+                 SELECT entity, crm, crm_id, $1, content_hash, embedding, source_version, now() FROM crmflow_stage_embeddings
+                 ON CONFLICT (entity, crm, crm_id, model) DO UPDATE
+                 SET content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
+                     source_version = EXCLUDED.source_version, updated_at = now()
+                 WHERE t.source_version <= EXCLUDED.source_version AND t.content_hash <> EXCLUDED.content_hash
+                 RETURNING t.entity, t.crm, t.crm_id
+             ), q AS (
+                 INSERT INTO match_queue (model, entity, crm, crm_id, cascade)
+                 SELECT $1, entity, crm, crm_id, true FROM w
+                 ON CONFLICT (model, entity, crm, crm_id) DO UPDATE SET cascade = true
+             )
+             SELECT entity, crm, crm_id FROM w",
+            &[&model],
+        )
+        .await?;
+    Ok(keys_of(&written))
+}
+
+fn keys_of(rows: &[tokio_postgres::Row]) -> HashSet<Key> {
+    rows.iter()
+        .filter_map(|r| {
+            Some(Key {
+                entity: Entity::parse(r.get(0))?,
+                crm: r.get(1),
+                crm_id: r.get(2),
+            })
+        })
+        .collect()
+}
+
+/// Removes the vectors (every model) of deleted records whose stored version is not newer than
+/// the delete, their match lists, and their entries in other records' lists (those records are
+/// queued to recompute theirs). Returns the keys whose vectors were removed.
+pub async fn delete_records(
+    tx: &impl GenericClient,
+    deletes: &[(&Key, i64)],
+) -> Result<HashSet<Key>> {
+    if deletes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let (mut es, mut cs, mut ids, mut vs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, v) in deletes {
+        es.push(k.entity.as_str());
+        cs.push(k.crm.as_str());
+        ids.push(k.crm_id.as_str());
+        vs.push(*v);
+    }
+    let rows = tx
+        .query(
+            "DELETE FROM embeddings e USING unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS d(entity, crm, crm_id, v)
+             WHERE e.entity = d.entity AND e.crm = d.crm AND e.crm_id = d.crm_id AND e.source_version <= d.v
+             RETURNING e.entity, e.crm, e.crm_id, e.model",
+            &[&es, &cs, &ids, &vs],
+        )
+        .await?;
+    let removed = keys_of(&rows);
+    if removed.is_empty() {
+        return Ok(removed);
+    }
+    // Per (model, record), so the lookups use the indexes that lead with the model.
+    let (mut ms, mut es, mut cs, mut ids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in &rows {
+        es.push(r.get::<_, &str>(0));
+        cs.push(r.get::<_, &str>(1));
+        ids.push(r.get::<_, &str>(2));
+        ms.push(r.get::<_, &str>(3));
+    }
+    let params: [&(dyn ToSql + Sync); 4] = [&ms, &es, &cs, &ids];
+    // Records that listed a deleted one lose it from their top-k: recompute them, no cascade.
+    tx.execute(
+        "INSERT INTO match_queue (model, entity, crm, crm_id, cascade)
+         SELECT DISTINCT m.model, m.from_entity, m.from_crm, m.from_id, false
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(model, entity, crm, crm_id)
+         JOIN matches m ON m.model = d.model AND m.to_entity = d.entity AND m.to_crm = d.crm AND m.to_id = d.crm_id
+         ON CONFLICT (model, entity, crm, crm_id) DO NOTHING",
+        &params,
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM matches m USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(model, entity, crm, crm_id)
+         WHERE m.model = d.model AND m.to_entity = d.entity AND m.to_crm = d.crm AND m.to_id = d.crm_id",
+        &params,
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM matches m USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(model, entity, crm, crm_id)
+         WHERE m.model = d.model AND m.from_entity = d.entity AND m.from_crm = d.crm AND m.from_id = d.crm_id",
+        &params,
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM match_hungry h USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(model, entity, crm, crm_id)
+         WHERE h.model = d.model AND h.entity = d.entity AND h.crm = d.crm AND h.crm_id = d.crm_id",
+        &params,
+    )
+    .await?;
+    Ok(removed)
+}
+
+/// Maps an unexpected `vector` type lookup failure to a readable error.
+pub fn no_pgvector(e: Error) -> Error {
+    Error::Other(format!("pgvector's `vector` type is not available: {e}"))
+}
