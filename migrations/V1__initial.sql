@@ -129,19 +129,21 @@ CREATE TABLE stage_offsets (
     PRIMARY KEY (stage, topic, partition)
 );
 
--- A SQL-queryable mirror of crm.dlq.
-CREATE TABLE dead_letters (
-    id                bigserial   PRIMARY KEY,
-    stage             text        NOT NULL,
-    error_class       text        NOT NULL,
-    error_rule        text,
-    error_reason      text        NOT NULL,
-    source_topic      text,
-    source_partition  integer,
-    source_offset     bigint,
-    record_key        text,
-    dlq_partition     integer,
-    dlq_offset        bigint,
-    created_at        timestamptz NOT NULL DEFAULT now()
+-- Control channel from `crmflow replay` to running stages: a replay rewinds stage_offsets and
+-- bumps replay_epoch in one transaction; a running stage that sees a new epoch drops the batch in
+-- hand and seeks its partitions to the stored offsets. Stage writes read the epoch FOR SHARE, so
+-- a write from before a replay can never overwrite the rewound offsets.
+CREATE TABLE stage_control (
+    stage         text        PRIMARY KEY,
+    replay_epoch  bigint      NOT NULL DEFAULT 0,
+    updated_at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX dead_letters_stage_rule_idx ON dead_letters (stage, error_rule, created_at);
+
+-- Dead letters already sent back by `crmflow dlq replay`, so a second replay skips them.
+CREATE TABLE dlq_replays (
+    dlq_topic      text        NOT NULL,
+    dlq_partition  integer     NOT NULL,
+    dlq_offset     bigint      NOT NULL,
+    replayed_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (dlq_topic, dlq_partition, dlq_offset)
+);

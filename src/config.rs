@@ -79,6 +79,11 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of topics crmflow creates (1 on a single local broker).
     pub replication_factor: i32,
+    /// Consumer session timeout, milliseconds: how long a dead instance holds its partitions.
+    pub session_timeout_ms: u32,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id
+    /// takes its partitions back at once, without a rebalance. Unique per instance.
+    pub group_instance_id: Option<String>,
     /// Extra librdkafka properties applied to every client (e.g. `security.protocol`).
     pub client_properties: std::collections::BTreeMap<String, String>,
 }
@@ -90,6 +95,8 @@ impl Default for KafkaConfig {
             topic_prefix: String::new(),
             partitions: 6,
             replication_factor: 1,
+            session_timeout_ms: 10_000,
+            group_instance_id: None,
             client_properties: Default::default(),
         }
     }
@@ -175,7 +182,27 @@ pub struct BullhornConfig {
     pub subscription_id: String,
     /// Events per poll (events mode).
     pub max_events: u32,
+    /// `fields=` read per entity (search and reads by id); an entity not listed reads
+    /// `id,dateAdded,dateLastModified,isDeleted`. The defaults cover the canonical model.
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// `dateLastModified` sub-ranges fetched concurrently when a poll finds more than a page.
+    pub fetch_concurrency: usize,
+    /// Each incremental poll starts this many milliseconds before the cursor, so a record saved
+    /// late with an older timestamp is still found; records seen again are de-duplicated.
+    pub overlap_ms: u64,
 }
+
+/// Default `fields=` of Candidate: everything the canonical candidate is built from.
+pub const CANDIDATE_FIELDS: &str = "id,firstName,lastName,name,email,phone,mobile,\
+address(address1,address2,city,state,zip,countryID,countryName,countryCode),status,occupation,\
+companyName,skillSet,primarySkills(id,name),description,dateAvailable,owner(id,firstName,lastName),\
+dateAdded,dateLastModified,isDeleted";
+
+/// Default `fields=` of JobOrder: everything the canonical position is built from.
+pub const JOB_ORDER_FIELDS: &str = "id,title,description,publicDescription,status,isOpen,\
+employmentType,salary,salaryUnit,payRate,numOpenings,startDate,skills(id,name),skillList,\
+address(address1,address2,city,state,zip,countryID,countryName,countryCode),\
+clientCorporation(id,name),owner(id,firstName,lastName),dateAdded,dateLastModified,isDeleted";
 
 impl Default for BullhornConfig {
     fn default() -> Self {
@@ -193,6 +220,13 @@ impl Default for BullhornConfig {
             max_concurrent_requests: 8,
             subscription_id: "crmflow".into(),
             max_events: 500,
+            fields: [
+                ("Candidate".to_string(), CANDIDATE_FIELDS.to_string()),
+                ("JobOrder".to_string(), JOB_ORDER_FIELDS.to_string()),
+            ]
+            .into(),
+            fetch_concurrency: 8,
+            overlap_ms: 1_000,
         }
     }
 }
@@ -294,6 +328,8 @@ impl Default for NormalizeConfig {
                 "Active",
                 "Passive",
                 "Placed",
+                "Inactive",
+                "Submitted",
                 "Interviewing",
                 "Offer Extended",
                 "Unavailable",
@@ -355,6 +391,11 @@ pub struct EmbedConfig {
     pub position_template: String,
     /// Matches kept per record.
     pub top_k: usize,
+    /// Records whose stored content hash the embed stage keeps in memory (moka, in front of
+    /// Postgres); about 200 bytes each.
+    pub hash_cache_capacity: u64,
+    /// Queue entries the match step takes per transaction.
+    pub match_batch_size: usize,
 }
 
 impl Default for EmbedConfig {
@@ -366,6 +407,8 @@ impl Default for EmbedConfig {
             candidate_template: "{occupation}\nSkills: {skills}\n{summary}".into(),
             position_template: "{title}\nSkills: {skills}\n{description}".into(),
             top_k: 20,
+            hash_cache_capacity: 200_000,
+            match_batch_size: 100,
         }
     }
 }
@@ -532,6 +575,8 @@ fn one_line(e: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment::Error, which is large; that is fine in tests.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

@@ -6,14 +6,23 @@
 //! - [`model`]: the raw `ChangeEvent` and the canonical `Candidate` / `Position`.
 //! - [`codec`]: Avro single-object encoding of those types.
 //! - [`kafka`]: producer with backpressure, consumers with manual offsets, topics, traceparent.
+//! - [`operators`]: pure transform and validation operators of the normalize stage.
+//! - [`dlq`]: dead-letter records and their headers.
+//! - [`sources`]: CRM readers into the raw topics (Bullhorn poller and event reader), cursors in Postgres.
 //! - [`store`]: Postgres pool and migrations.
 //! - [`telemetry`]: structured logs and the optional OTLP exporter.
-//! - [`pipeline`]: the topics (and stages) of a deployment.
+//! - [`pipeline`]: the topics of a deployment.
+//! - [`stages`]: the stage runtime and `run`; [`error`]: the stage-level error.
 
 pub mod codec;
 pub mod config;
+pub mod dlq;
+pub mod error;
 pub mod kafka;
 pub mod model;
+pub mod operators;
 pub mod pipeline;
+pub mod sources;
+pub mod stages;
 pub mod store;
 pub mod telemetry;

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crmflow::config::Config;
+use crmflow::stages::replay::ReplayFrom;
+use crmflow::stages::StageName;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,119 @@ enum Command {
     },
     /// Create the Kafka topics of this deployment (also done at start-up by `run`).
     Topics,
+    /// Rewind a stage to an earlier point of its input topics (stopped or running).
+    Replay {
+        /// normalize, sink or embed.
+        #[arg(long)]
+        stage: StageName,
+        /// `earliest`, an offset, or an RFC 3339 time.
+        #[arg(long)]
+        from: ReplayFrom,
+        /// Only this partition (default: all).
+        #[arg(long)]
+        partition: Option<i32>,
+    },
+    /// Inspect and replay the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Embedding maintenance.
+    Embed {
+        #[command(subcommand)]
+        command: EmbedCommand,
+    },
+    /// Run a simulator of an outside service.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Run pipeline stages (all of them by default) until SIGINT/SIGTERM.
+    Run {
+        /// Comma-separated: ingest, normalize, sink, embed, match.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "ingest,normalize,sink,embed,match"
+        )]
+        stages: Vec<StageName>,
+        /// One-shot mode for schedulers: exit 0 once every source has caught up with its CRM
+        /// and every listed stage has consumed its inputs to their end, all written.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct DlqFilterArgs {
+    /// Only dead letters of this stage (normalize, sink, embed).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only dead letters that failed this rule.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Only dead letters written at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl DlqFilterArgs {
+    fn to_filter(&self) -> anyhow::Result<crmflow::dlq::Filter> {
+        let since_ms = match &self.since {
+            Some(s) => Some(
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .with_context(|| format!("--since {s:?} is not an RFC 3339 time"))?
+                    .timestamp_millis(),
+            ),
+            None => None,
+        };
+        Ok(crmflow::dlq::Filter {
+            stage: self.stage.clone(),
+            rule: self.rule.clone(),
+            since_ms,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: position, time, stage, class, rule, reason, source.
+    List {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// At most this many lines.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Headers and payload of one dead letter, given as PARTITION:OFFSET.
+    Show { position: String },
+    /// Send matching dead letters back to their source topic (each once).
+    Replay {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Say what would be replayed without sending anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse records already replayed this many times.
+        #[arg(long, default_value_t = 3)]
+        max_replays: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmbedCommand {
+    /// Re-embed every live record in Postgres for the configured model (`ml.model`), skipping
+    /// records whose vector is current; resumable. Prints {updated, skipped, failed,
+    /// duration_seconds} as JSON.
+    Backfill,
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// The Bullhorn REST API (OAuth, REST, event subscriptions), with seeded data and faults.
+    Bullhorn(crmflow_bullhorn::sim::SimArgs),
+    /// The ML embedding service (text-embeddings-inference and OpenAI-compatible).
+    Ml(crmflow_embedding::sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -82,6 +197,41 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         } => {
             print!("{}", cfg.redacted_toml());
         }
+        Command::Run {
+            stages,
+            until_caught_up,
+        } => {
+            crmflow::stages::run(cfg, &stages, until_caught_up).await?;
+        }
+        Command::Replay {
+            stage,
+            from,
+            partition,
+        } => {
+            let rewound = crmflow::stages::replay::replay(&cfg, stage, &from, partition).await?;
+            for r in rewound {
+                println!(
+                    "{} {}:{} -> offset {}",
+                    stage.as_str(),
+                    r.topic,
+                    r.partition,
+                    r.offset
+                );
+            }
+        }
+        Command::Dlq { command } => dlq(command, cfg).await?,
+        Command::Embed {
+            command: EmbedCommand::Backfill,
+        } => {
+            let report = crmflow::stages::embed::backfill::run(&cfg).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Sim {
+            command: SimCommand::Ml(args),
+        } => crmflow_embedding::sim::run(args).await?,
+        Command::Sim {
+            command: SimCommand::Bullhorn(args),
+        } => crmflow_bullhorn::sim::run(args).await?,
         Command::Topics => {
             let specs = crmflow::pipeline::topic_specs(&cfg);
             crmflow::kafka::ensure_topics(&cfg.kafka, &specs).await?;
@@ -91,6 +241,91 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
                     s.name, s.partitions, s.compacted
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn dlq(command: DlqCommand, cfg: Config) -> anyhow::Result<()> {
+    use crmflow::dlq::{
+        H_CLASS, H_REASON, H_RULE, H_SOURCE_OFFSET, H_SOURCE_PARTITION, H_SOURCE_TOPIC, H_STAGE,
+    };
+    match command {
+        DlqCommand::List { filter, limit } => {
+            let filter = filter.to_filter()?;
+            let mut shown = 0usize;
+            tokio::task::spawn_blocking(move || {
+                crmflow::dlq::scan(&cfg, &filter, |e| {
+                    let time = e
+                        .timestamp_ms
+                        .and_then(chrono::DateTime::from_timestamp_millis)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                        .unwrap_or_default();
+                    let h = |k| e.header(k).unwrap_or("-");
+                    println!(
+                        "{}:{}\t{time}\t{}\t{}\t{}\t{}:{}:{}\t{}",
+                        e.partition,
+                        e.offset,
+                        h(H_STAGE),
+                        h(H_CLASS),
+                        h(H_RULE),
+                        h(H_SOURCE_TOPIC),
+                        h(H_SOURCE_PARTITION),
+                        h(H_SOURCE_OFFSET),
+                        h(H_REASON)
+                    );
+                    shown += 1;
+                    shown < limit
+                })
+            })
+            .await??;
+        }
+        DlqCommand::Show { position } => {
+            let (p, o) = position
+                .split_once(':')
+                .and_then(|(p, o)| Some((p.parse::<i32>().ok()?, o.parse::<i64>().ok()?)))
+                .context("position must be PARTITION:OFFSET, e.g. 2:1041")?;
+            let found = tokio::task::spawn_blocking(move || {
+                let mut found = None;
+                crmflow::dlq::scan(&cfg, &Default::default(), |e| {
+                    if e.partition == p && e.offset == o {
+                        found = Some(e);
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .map(|_| found)
+            })
+            .await??
+            .with_context(|| format!("no dead letter at {position}"))?;
+            for (k, v) in &found.headers {
+                println!("{k}: {v}");
+            }
+            if let Some(k) = &found.key {
+                println!("key: {}", String::from_utf8_lossy(k));
+            }
+            let payload = found.payload.unwrap_or_default();
+            match crmflow::codec::change_event().decode(&payload) {
+                Ok(ev) => println!(
+                    "value (ChangeEvent):\n{}",
+                    serde_json::to_string_pretty(&ev)?
+                ),
+                Err(_) => println!(
+                    "value ({} bytes):\n{}",
+                    payload.len(),
+                    String::from_utf8_lossy(&payload)
+                ),
+            }
+        }
+        DlqCommand::Replay {
+            filter,
+            dry_run,
+            max_replays,
+        } => {
+            let report =
+                crmflow::dlq::replay(&cfg, &filter.to_filter()?, dry_run, max_replays).await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
     }
     Ok(())

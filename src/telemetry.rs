@@ -28,11 +28,13 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber. Call once, early in `main`.
 pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
         // librdkafka's own logs are routed through `log`, which is noisy at info.
-        .add_directive("rdkafka=warn".parse()?);
+        Err(_) => EnvFilter::try_new(&cfg.log_level)
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .add_directive("rdkafka=warn".parse()?),
+    };
     let fmt = match cfg.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()

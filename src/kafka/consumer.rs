@@ -6,13 +6,16 @@
 //! the position comes from the same transaction as the rows. Revocations are counted in a
 //! generation number so a stage can drop work that belongs to partitions it no longer owns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::OwnedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::KafkaConfig;
 
@@ -40,9 +43,13 @@ impl StageConsumerContext {
         }
     }
 
-    /// Increases on every assignment change.
+    /// Increases on every assignment change and every seek.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -96,28 +103,168 @@ impl ConsumerContext for StageConsumerContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {}
 }
 
-/// A stream consumer with our context.
-pub type StageConsumer = StreamConsumer<StageConsumerContext>;
+/// A message as the stage receives it, with the assignment generation it was fetched under.
+pub struct Polled {
+    pub msg: OwnedMessage,
+    /// [`StageConsumerContext::generation`] right after the poll that returned it: messages of
+    /// an older generation were fetched before a rebalance or seek and must not be mixed with
+    /// newer ones.
+    pub generation: u64,
+}
 
-/// Creates a consumer in `group` with manual commits, subscribed to `topics`.
+enum Command {
+    Seek(Vec<(String, i32, Offset)>, oneshot::Sender<KafkaResult<()>>),
+}
+
+/// A group consumer polled on a dedicated thread that hands owned messages to the stage over a
+/// bounded channel.
+///
+/// Why not rdkafka's `StreamConsumer`: under load we saw partitions stop being delivered after
+/// eager rebalances; a plain `BaseConsumer` driven by one thread has no waker to lose. The
+/// rebalance callback (and its Postgres lookup) runs on that thread too, outside the async
+/// runtime, and seeks are executed there between polls so the generation tag of every message
+/// is exact. The bounded channel is the backpressure: a slow stage stops the polling thread.
+pub struct StageConsumer {
+    inner: Arc<BaseConsumer<StageConsumerContext>>,
+    rx: mpsc::Receiver<KafkaResult<Polled>>,
+    commands: std::sync::mpsc::Sender<Command>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for StageConsumer {
+    type Target = BaseConsumer<StageConsumerContext>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl StageConsumer {
+    /// The next message, or `Ok(None)` when `deadline` passed first.
+    pub async fn recv_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> KafkaResult<Option<Polled>> {
+        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            Err(_) => Ok(None),
+            Ok(Some(Ok(p))) => Ok(Some(p)),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// Seeks partitions on the polling thread; messages fetched before carry an older
+    /// generation afterwards.
+    pub async fn seek_partitions(&self, targets: Vec<(String, i32, Offset)>) -> KafkaResult<()> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Seek(targets, tx))
+            .map_err(|_| KafkaError::Canceled)?;
+        rx.await.map_err(|_| KafkaError::Canceled)?
+    }
+}
+
+impl Drop for StageConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.rx.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: Arc<BaseConsumer<StageConsumerContext>>,
+    tx: mpsc::Sender<KafkaResult<Polled>>,
+    commands: std::sync::mpsc::Receiver<Command>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut held: Option<KafkaResult<Polled>> = None;
+    while !stop.load(Ordering::SeqCst) {
+        while let Ok(Command::Seek(targets, reply)) = commands.try_recv() {
+            let mut result = Ok(());
+            for (topic, partition, offset) in targets {
+                if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                    result = Err(e);
+                }
+            }
+            consumer.context().bump();
+            // Whatever was fetched before the seek is stale now.
+            held = None;
+            let _ = reply.send(result);
+        }
+        if let Some(item) = held.take() {
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    held = Some(item);
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let generation = consumer.context().generation();
+                held = Some(Ok(Polled {
+                    msg: m.detach(),
+                    generation,
+                }));
+            }
+            Some(Err(e)) => held = Some(Err(e)),
+        }
+    }
+}
+
+/// Creates a consumer in `group` with manual commits, subscribed to `topics`, polled on its own
+/// thread. `capacity` bounds the messages buffered between that thread and the stage.
 pub fn consumer(
     cfg: &KafkaConfig,
     group: &str,
     topics: &[&str],
     lookup: Option<Arc<dyn OffsetLookup>>,
 ) -> KafkaResult<StageConsumer> {
-    let c: StageConsumer = super::client_config(cfg)
+    let mut conf = super::client_config(cfg);
+    if let Some(id) = &cfg.group_instance_id {
+        // One id per stage, so one process can run several stages with static membership.
+        conf.set("group.instance.id", format!("{id}-{group}"));
+    }
+    let c: BaseConsumer<StageConsumerContext> = conf
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
         .create_with_context(StageConsumerContext::new(lookup))?;
     c.subscribe(topics)?;
-    Ok(c)
+    let inner = Arc::new(c);
+    let (tx, rx) = mpsc::channel(20_000);
+    let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let inner = inner.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name(format!("poll-{group}").chars().take(15).collect())
+            .spawn(move || poll_loop(inner, tx, cmd_rx, stop))
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
+    };
+    Ok(StageConsumer {
+        inner,
+        rx,
+        commands: cmd_tx,
+        stop,
+        thread: Some(thread),
+    })
 }

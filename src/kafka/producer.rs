@@ -67,6 +67,10 @@ impl Producer {
                     }));
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    tracing::debug!(
+                        wait_ms = wait.as_millis() as u64,
+                        "producer queue full, waiting"
+                    );
                     record = r;
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_millis(100));

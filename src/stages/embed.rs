@@ -31,7 +31,6 @@ pub mod store;
 pub mod text;
 
 use std::collections::{HashMap, HashSet};
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -280,7 +279,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         store::vector_type(&c).await.map_err(store::no_pgvector)?
     };
     let lookup = Arc::new(PgOffsets::new(pool.clone(), group.clone()));
-    let consumer = kafka::consumer(
+    let mut consumer = kafka::consumer(
         &cfg.kafka,
         &group,
         &[&inputs.candidate, &inputs.position],
@@ -310,7 +309,6 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
     let mut seq: u64 = 0;
     let mut generation = consumer.context().generation();
     let mut last_control_check = Instant::now();
-    let mut stream = pin!(consumer.stream());
 
     tracing::info!(
         group,
@@ -325,7 +323,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         // and the consumer was re-seeked to the stored offsets. Drop it all; a commit already
         // running finishes first (its writes are guarded and its offsets covered by its rows).
         let g = consumer.context().generation();
-        if g != generation {
+        if g > generation {
             if let Some(c) = committing.take() {
                 let _ = c.await;
             }
@@ -406,8 +404,8 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                     (embedded, outcome)
                 })));
             }
-            msg = tokio::time::timeout_at(wake, stream.next()), if can_read => match msg {
-                Err(_) => {
+            msg = consumer.recv_until(wake), if can_read => match msg {
+                Ok(None) => {
                     if gather.messages == 0 && inflight.is_empty() && committing.is_none() {
                         if let Some(e) = idle(&ctx, &consumer, &pool, &group, &input_list, epoch, &mut last_control_check, &writer.stats).await? {
                             match e {
@@ -421,14 +419,16 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                         }
                     }
                 }
-                Ok(None) => return Err(Error::Other("consumer stream ended".into())),
-                Ok(Some(Err(error))) => {
+                Err(error) => {
                     tracing::warn!(%error, "kafka consume error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Ok(Some(Ok(m))) => {
-                    let g = consumer.context().generation();
-                    if g != generation {
+                Ok(Some(polled)) if polled.generation < generation => {
+                    // Fetched before a rebalance or seek we already acted on.
+                }
+                Ok(Some(polled)) => {
+                    let m = polled.msg;
+                    if polled.generation > generation {
                         // The message is from the new assignment: keep it, drop the rest.
                         if let Some(c) = committing.take() {
                             let _ = c.await;
@@ -438,7 +438,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                         gather = Gather::new();
                         pending.clear();
                         cache.invalidate_all();
-                        generation = g;
+                        generation = polled.generation;
                     }
                     gather.add(Input::from_message(&m), &inputs, &templates, &model);
                 }

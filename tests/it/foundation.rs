@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::TopicPartitionList;
@@ -36,16 +35,16 @@ async fn consume(
     group: &str,
     limit: usize,
 ) -> Vec<ChangeEvent> {
-    let consumer = kafka::consumer(&cfg.kafka, group, &[topic], None).unwrap();
+    let mut consumer = kafka::consumer(&cfg.kafka, group, &[topic], None).unwrap();
     let mut out = Vec::new();
-    let mut stream = consumer.stream();
     let mut since_commit = 0;
     while out.len() < limit {
-        let msg = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        let msg = consumer
+            .recv_until(tokio::time::Instant::now() + Duration::from_secs(30))
             .await
-            .expect("no message within 30 s")
             .unwrap()
-            .unwrap();
+            .expect("no message within 30 s")
+            .msg;
         assert!(
             trace::extract(msg.headers()).is_some(),
             "traceparent header"
@@ -69,7 +68,6 @@ async fn consume(
             since_commit = 0;
         }
     }
-    drop(stream);
     out
 }
 
@@ -165,11 +163,12 @@ async fn migrations_apply_twice_and_concurrently_with_pgvector() {
         .collect();
     for t in [
         "candidates",
-        "dead_letters",
+        "dlq_replays",
         "embeddings",
         "matches",
         "positions",
         "source_cursors",
+        "stage_control",
         "stage_offsets",
     ] {
         assert!(tables.iter().any(|x| x == t), "table {t} in {tables:?}");

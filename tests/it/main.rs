@@ -5,4 +5,8 @@
 //! be re-run against the same services.
 
 mod common;
+mod embed;
+mod fixtures;
 mod foundation;
+mod ingest;
+mod stages;

@@ -1,0 +1,378 @@
+//! The normalize stage: `crm.raw.*` -> transform > validate -> `crm.canonical.*`, rejects to
+//! `crm.dlq`.
+//!
+//! Kafka to Kafka, at-least-once with deterministic output: the same input always yields the
+//! same canonical bytes and key, so a redelivery after a crash produces an identical event that
+//! the sink's version guard absorbs. Input offsets are committed only after every output (and
+//! every dead letter) they cover was acknowledged by the broker. Nothing crashes the stage:
+//! undecodable bytes, unknown entities and failed rules all become dead letters.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::offsets;
+use super::{StageCtx, StageName};
+use crate::codec;
+use crate::dlq::{self, DeadLetter};
+use crate::error::Result;
+use crate::kafka::{self, trace, Delivery, Producer, Topics};
+use crate::model::{canonical_key, Lineage};
+use crate::operators::{self, Canonical};
+
+/// Outputs awaited before one commit.
+const COMMIT_EVERY: usize = 20_000;
+/// Longest time between commits while messages flow.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The raw topics this deployment reads.
+pub fn input_topics(ctx: &StageCtx) -> Vec<String> {
+    let t = Topics::new(&ctx.cfg.kafka);
+    ctx.cfg
+        .bullhorn
+        .entities
+        .iter()
+        .map(|e| t.raw("bullhorn", e))
+        .collect()
+}
+
+/// The canonical topics, by record kind.
+struct Outputs {
+    candidate: String,
+    position: String,
+}
+
+impl Outputs {
+    fn topic(&self, kind: &str) -> &str {
+        if kind == "candidate" {
+            &self.candidate
+        } else {
+            &self.position
+        }
+    }
+}
+
+/// Counters of one run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NormalizeCounts {
+    pub read: u64,
+    pub written: u64,
+    pub rejected: u64,
+}
+
+/// What processing one message produced.
+pub enum Outcome {
+    /// Canonical topic, key and value.
+    Output(&'static str, String, Vec<u8>),
+    /// Class, rule and reason.
+    Reject(&'static str, &'static str, String),
+}
+
+/// Transforms one raw message (pure apart from the clock inside validation bounds).
+pub fn process(
+    payload: Option<&[u8]>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    trace_id: Option<String>,
+    cfg: &crate::config::NormalizeConfig,
+) -> Outcome {
+    let Some(payload) = payload else {
+        return Outcome::Reject("decode", "record.empty", "message has no value".into());
+    };
+    let ev = match codec::change_event().decode(payload) {
+        Ok(ev) => ev,
+        Err(e) => return Outcome::Reject("decode", "record.avro", e.to_string()),
+    };
+    let lineage = Lineage {
+        crm: ev.crm.clone(),
+        crm_id: ev.record_id.clone(),
+        source_version: ev.source_version,
+        event_id: ev.event_id.clone(),
+        raw_topic: topic.to_owned(),
+        raw_partition: partition,
+        raw_offset: offset,
+        trace_id,
+    };
+    match operators::normalize(&ev, lineage, cfg) {
+        Ok(Canonical::Candidate(c)) => match codec::candidate().encode(&c) {
+            Ok(bytes) => Outcome::Output("candidate", canonical_key(&c.crm, &c.crm_id), bytes),
+            Err(e) => Outcome::Reject("transform", "canonical.encode", e.to_string()),
+        },
+        Ok(Canonical::Position(p)) => match codec::position().encode(&p) {
+            Ok(bytes) => Outcome::Output("position", canonical_key(&p.crm, &p.crm_id), bytes),
+            Err(e) => Outcome::Reject("transform", "canonical.encode", e.to_string()),
+        },
+        Err(r) => Outcome::Reject(r.class.as_str(), r.rule, r.reason),
+    }
+}
+
+/// Runs the stage until shutdown (or, in one-shot mode, until caught up).
+pub async fn run(ctx: StageCtx) -> Result<()> {
+    let cfg = ctx.cfg.clone();
+    let topics = Topics::new(&cfg.kafka);
+    let group = topics.group("normalize");
+    let inputs = input_topics(&ctx);
+    let input_refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut consumer = kafka::consumer(&cfg.kafka, &group, &input_refs, None)?;
+    let producer = Producer::new(&cfg.kafka)?;
+    let outputs = Outputs {
+        candidate: topics.canonical("candidate"),
+        position: topics.canonical("position"),
+    };
+    let dlq_topic = topics.dlq();
+    let pool = crate::store::pool(&cfg)?;
+    let mut epoch = offsets::epoch(&pool.get().await?, &group).await?;
+
+    let mut pending: Vec<Delivery> = Vec::with_capacity(COMMIT_EVERY);
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    let mut counts = NormalizeCounts::default();
+    let mut last_commit = Instant::now();
+    let mut last_control = Instant::now();
+    let mut generation = consumer.context().generation();
+    tracing::info!(group, ?inputs, "normalize started");
+
+    loop {
+        let next_msg = tokio::select! {
+            _ = ctx.shutdown.cancelled() => None,
+            m = consumer.recv_until(tokio::time::Instant::now() + Duration::from_millis(200)) => Some(m),
+        };
+        let Some(next_msg) = next_msg else {
+            tracing::info!(read = counts.read, "normalize: shutdown requested");
+            // Shutdown: commit what is acknowledged so a restart does not redo it.
+            flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
+            return Ok(());
+        };
+        let idle = matches!(next_msg, Ok(None));
+        match next_msg {
+            Ok(Some(polled)) if polled.generation >= generation => {
+                if polled.generation > generation {
+                    // After a rebalance or seek, positions of partitions we may no longer own
+                    // must not be committed by us.
+                    flush(&consumer, &mut pending, &mut next, CommitMode::Async).await?;
+                    next.clear();
+                    generation = polled.generation;
+                }
+                let msg = polled.msg;
+                counts.read += 1;
+                handle(
+                    &msg,
+                    &cfg.normalize,
+                    &producer,
+                    &dlq_topic,
+                    &outputs,
+                    &mut pending,
+                    &mut counts,
+                )
+                .await?;
+                next.insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
+            }
+            Ok(Some(_stale)) => {}
+            Err(error) => {
+                tracing::warn!(%error, "kafka consume error");
+            }
+            Ok(None) => {
+                tracing::trace!(read = counts.read, "normalize idle");
+            }
+        }
+
+        if pending.len() >= COMMIT_EVERY
+            || (!next.is_empty() && last_commit.elapsed() >= COMMIT_INTERVAL)
+        {
+            if let Err(error) = flush(&consumer, &mut pending, &mut next, CommitMode::Async).await {
+                // A delivery failed after librdkafka's own retries: rewind to the last commit
+                // and redo; the output is deterministic, so redoing is safe.
+                tracing::warn!(%error, "output not acknowledged, rewinding to the last commit");
+                rewind_to_committed(&consumer).await?;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            last_commit = Instant::now();
+        }
+
+        if last_control.elapsed() >= Duration::from_secs(1) {
+            if let Ok(client) = pool.get().await {
+                if let Ok(e) = offsets::epoch(&client, &group).await {
+                    if e != epoch {
+                        flush(&consumer, &mut pending, &mut next, CommitMode::Async).await?;
+                        apply_replay(&consumer, &pool, &group).await?;
+                        epoch = e;
+                    }
+                }
+            }
+            // Only when nothing arrived for a poll interval: the check costs broker round
+            // trips and must not slow the stage down while it is working through a backlog.
+            if idle && ctx.until_caught_up && ctx.finished.upstream_done(StageName::Normalize) {
+                flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
+                if caught_up(&consumer, &inputs).await? {
+                    tracing::info!(
+                        read = counts.read,
+                        written = counts.written,
+                        rejected = counts.rejected,
+                        "normalize caught up"
+                    );
+                    return Ok(());
+                }
+            }
+            last_control = Instant::now();
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    msg: &OwnedMessage,
+    cfg: &crate::config::NormalizeConfig,
+    producer: &Producer,
+    dlq_topic: &str,
+    outputs: &Outputs,
+    pending: &mut Vec<Delivery>,
+    counts: &mut NormalizeCounts,
+) -> Result<()> {
+    let tp = trace::extract(msg.headers());
+    let outcome = process(
+        msg.payload(),
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        tp.map(|t| t.trace_id_hex()),
+        cfg,
+    );
+    match outcome {
+        Outcome::Output(kind, key, bytes) => {
+            let tp = tp.unwrap_or_else(trace::TraceParent::current_or_new);
+            let headers = trace::inject(OwnedHeaders::new_with_capacity(1), &tp);
+            pending.push(
+                producer
+                    .send(outputs.topic(kind), key.as_bytes(), &bytes, headers)
+                    .await?,
+            );
+            counts.written += 1;
+        }
+        Outcome::Reject(class, rule, reason) => {
+            let dl = DeadLetter {
+                stage: "normalize",
+                class,
+                rule: Some(rule),
+                reason: &reason,
+                source_topic: msg.topic(),
+                source_partition: msg.partition(),
+                source_offset: msg.offset(),
+                key: msg.key(),
+                payload: msg.payload(),
+                trace: tp,
+                replay_count: dlq::replay_count(msg.headers()),
+            };
+            pending.push(dlq::send(producer, dlq_topic, &dl).await?);
+            counts.rejected += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Awaits every pending delivery, then commits the offsets they cover.
+async fn flush(
+    consumer: &kafka::StageConsumer,
+    pending: &mut Vec<Delivery>,
+    next: &mut HashMap<(String, i32), i64>,
+    mode: CommitMode,
+) -> Result<()> {
+    tracing::debug!(
+        pending = pending.len(),
+        partitions = next.len(),
+        "flush: awaiting deliveries"
+    );
+    let results = futures::future::join_all(pending.drain(..)).await;
+    tracing::debug!("flush: deliveries done");
+    if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+        next.clear();
+        return Err(e.into());
+    }
+    if next.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in next.drain() {
+        tpl.add_partition_offset(&t, p, Offset::Offset(o))?;
+    }
+    // A lost async commit only means redoing a little work after a restart.
+    if let Err(error) = consumer.commit(&tpl, mode) {
+        tracing::warn!(%error, "offset commit failed; work since the last commit will be redone");
+    }
+    Ok(())
+}
+
+async fn rewind_to_committed(consumer: &kafka::StageConsumer) -> Result<()> {
+    let assignment = consumer.assignment()?;
+    let committed = consumer.committed_offsets(assignment, Duration::from_secs(10))?;
+    let targets = committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            (e.topic().to_owned(), e.partition(), offset)
+        })
+        .collect();
+    consumer.seek_partitions(targets).await?;
+    Ok(())
+}
+
+/// Seeks assigned partitions to the replay targets stored for this stage, and commits them.
+async fn apply_replay(
+    consumer: &kafka::StageConsumer,
+    pool: &deadpool_postgres::Pool,
+    group: &str,
+) -> Result<()> {
+    let targets = offsets::load_all(&pool.get().await?, group).await?;
+    let assignment = consumer.assignment()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut seeks = Vec::new();
+    for e in assignment.elements() {
+        if let Some(&o) = targets.get(&(e.topic().to_owned(), e.partition())) {
+            tracing::info!(
+                topic = e.topic(),
+                partition = e.partition(),
+                offset = o,
+                "replay: seeking"
+            );
+            seeks.push((e.topic().to_owned(), e.partition(), Offset::Offset(o)));
+            tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o))?;
+        }
+    }
+    consumer.seek_partitions(seeks).await?;
+    if tpl.count() > 0 {
+        consumer.commit(&tpl, CommitMode::Sync)?;
+    }
+    Ok(())
+}
+
+/// Whether the group's committed offsets reach the end of every input partition.
+async fn caught_up(consumer: &kafka::StageConsumer, inputs: &[String]) -> Result<bool> {
+    let positions = tokio::task::block_in_place(|| -> Result<HashMap<(String, i32), i64>> {
+        let mut tpl = TopicPartitionList::new();
+        for topic in inputs {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            for t in md.topics().iter().filter(|t| t.name() == topic) {
+                for p in t.partitions() {
+                    tpl.add_partition(t.name(), p.id());
+                }
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect())
+    })?;
+    let lag = super::progress::lag(consumer, inputs, &positions).await?;
+    Ok(lag.values().all(|&l| l == 0))
+}
