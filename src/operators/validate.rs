@@ -342,7 +342,7 @@ mod tests {
             ("status missing", |c, _| c.status = None, None),
             (
                 "status not allowed",
-                |c, _| c.status = Some("Submitted".into()),
+                |c, _| c.status = Some("Teleported".into()),
                 Some("candidate.status.allowed"),
             ),
             (

@@ -183,7 +183,8 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
     let mut epoch = offsets::epoch(&pool.get().await?, &group).await?;
     let linger = Duration::from_millis(cfg.sink.linger_ms);
     let max = cfg.sink.batch_size.max(1);
-    let stats = SinkStats::default();
+    let stats = Arc::new(SinkStats::default());
+    let mut in_flight: Option<WriteTask> = None;
     let mut last_control_check = Instant::now();
 
     tracing::info!(
@@ -201,6 +202,9 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             let next = tokio::select! {
                 _ = ctx.shutdown.cancelled() => {
                     tracing::info!("sink stopping; uncommitted batch is dropped and re-read later");
+                    if let Some(task) = in_flight.take() {
+                        let _ = task.await;
+                    }
                     return Ok(());
                 }
                 n = consumer.recv_until(deadline) => n,
@@ -230,31 +234,40 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             }
         }
 
-        if !batch.is_empty() {
-            let mut attempt = 0;
-            loop {
-                match write_batch(&pool, &producer, &dlq_topic, &group, epoch, &batch, &stats).await
-                {
-                    Ok(WriteOutcome::Written) => break,
-                    Ok(WriteOutcome::Replayed(new_epoch)) => {
-                        apply_replay(&consumer, &pool, &group, &input_list).await?;
-                        epoch = new_epoch;
-                        break;
-                    }
-                    Err(error) if error.is_retriable() && !ctx.shutdown.is_cancelled() => {
-                        let wait = super::backoff(attempt, Duration::from_secs(30));
-                        tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "sink write failed, retrying");
-                        tokio::select! {
-                            _ = ctx.shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        attempt += 1;
-                    }
-                    Err(error) => return Err(error),
+        // One write in flight while the next batch is gathered and decoded: the write of batch
+        // N overlaps the gathering of N+1, and commits stay in order.
+        if let Some(task) = in_flight.take() {
+            let (done, result) = task
+                .await
+                .map_err(|e| Error::Other(format!("sink write task: {e}")))?;
+            match result? {
+                WriteOutcome::Written => {
+                    commit_to_kafka(&consumer, &done.next);
+                    last_control_check = Instant::now();
                 }
+                WriteOutcome::Replayed(new_epoch) => {
+                    apply_replay(&consumer, &pool, &group, &input_list).await?;
+                    epoch = new_epoch;
+                    // Gathered from positions before the rewind.
+                    batch = Batch::new();
+                }
+                WriteOutcome::Abandoned => return Ok(()),
             }
-            commit_to_kafka(&consumer, &batch.next);
-            last_control_check = Instant::now();
+        }
+        let idle = batch.is_empty();
+        if !idle {
+            in_flight = Some(spawn_write(
+                WriteJob {
+                    pool: pool.clone(),
+                    producer: producer.clone(),
+                    dlq_topic: dlq_topic.clone(),
+                    group: group.clone(),
+                    epoch,
+                    stats: stats.clone(),
+                    shutdown: ctx.shutdown.clone(),
+                },
+                batch,
+            ));
         } else if last_control_check.elapsed() > Duration::from_secs(1) {
             // Idle: look for a replay request now and then.
             last_control_check = Instant::now();
@@ -268,7 +281,11 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             }
         }
 
-        if ctx.until_caught_up && ctx.finished.upstream_done(StageName::Sink) && batch.is_empty() {
+        if ctx.until_caught_up
+            && idle
+            && in_flight.is_none()
+            && ctx.finished.upstream_done(StageName::Sink)
+        {
             let stored = offsets::load_all(&pool.get().await?, &group).await?;
             let lag = super::progress::lag(&consumer, &input_list, &stored).await?;
             if lag.values().all(|&l| l == 0) {
@@ -288,6 +305,53 @@ enum WriteOutcome {
     Written,
     /// A replay rewound this stage since the batch was read; the batch was not written.
     Replayed(i64),
+    /// Shutdown while retrying; nothing committed.
+    Abandoned,
+}
+
+/// What a write task needs besides the batch.
+struct WriteJob {
+    pool: Pool,
+    producer: Producer,
+    dlq_topic: String,
+    group: String,
+    epoch: i64,
+    stats: Arc<SinkStats>,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+type WriteTask = tokio::task::JoinHandle<(Batch, Result<WriteOutcome>)>;
+
+/// Writes one batch on its own task, retrying retriable failures with backoff until it is
+/// written or the stage shuts down. Never skips a batch.
+fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
+    tokio::spawn(async move {
+        let mut attempt = 0;
+        loop {
+            let res = write_batch(
+                &job.pool,
+                &job.producer,
+                &job.dlq_topic,
+                &job.group,
+                job.epoch,
+                &batch,
+                &job.stats,
+            )
+            .await;
+            match res {
+                Err(error) if error.is_retriable() && !job.shutdown.is_cancelled() => {
+                    let wait = super::backoff(attempt, Duration::from_secs(30));
+                    tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "sink write failed, retrying");
+                    tokio::select! {
+                        _ = job.shutdown.cancelled() => return (batch, Ok(WriteOutcome::Abandoned)),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    attempt += 1;
+                }
+                other => return (batch, other),
+            }
+        }
+    })
 }
 
 /// Writes one batch with its offsets in one transaction, isolating rejected rows.
