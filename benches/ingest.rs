@@ -7,6 +7,8 @@
 //!
 //! `cargo bench -p crmflow --bench ingest` (env `BENCH_CANDIDATES` overrides the record count).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use crmflow::config::Config;
@@ -14,33 +16,8 @@ use crmflow_bullhorn::sim::{SimConfig, Simulator};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio_util::sync::CancellationToken;
 
-fn vm_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn config() -> Config {
-    let mut cfg = Config::default();
-    if let Ok(v) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        cfg.kafka.bootstrap_servers = v;
-    }
-    if let Ok(v) = std::env::var("DB_HOST") {
-        cfg.postgres.host = v;
-    }
-    if let Some(v) = std::env::var("DB_PORT").ok().and_then(|v| v.parse().ok()) {
-        cfg.postgres.port = v;
-    }
-    let ns = format!("bench_ingest_{:08x}", rand::random::<u32>());
-    cfg.kafka.topic_prefix = format!("{ns}.");
-    cfg.kafka.partitions = 6;
-    cfg.postgres.schema = ns;
+    let mut cfg = common::isolated_config("bench_ingest");
     cfg.bullhorn.entities = vec!["Candidate".into()];
     cfg
 }
@@ -93,8 +70,8 @@ async fn main() {
     crmflow::kafka::ensure_topics(&cfg.kafka, &crmflow::pipeline::topic_specs(&cfg))
         .await
         .expect("topics");
-    let rss_before = vm_kib("VmRSS:");
-    let hwm_before = vm_kib("VmHWM:");
+    let rss_before = common::vm_kib("VmRSS:");
+    let hwm_before = common::vm_kib("VmHWM:");
 
     let t = Instant::now();
     crmflow::sources::bullhorn::run_with(&cfg, CancellationToken::new(), true)
@@ -148,7 +125,7 @@ async fn main() {
     );
     println!(
         "  peak RSS         {} MiB (VmHWM, simulator included; before the sync: RSS {} MiB, VmHWM {} MiB)",
-        vm_kib("VmHWM:") / 1024,
+        common::vm_kib("VmHWM:") / 1024,
         rss_before / 1024,
         hwm_before / 1024
     );

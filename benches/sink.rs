@@ -6,6 +6,8 @@
 //! Needs the local services (`scripts/services up`, env from `scripts/services env`) and `psql`.
 //! `cargo bench -p crmflow --bench sink` (`BENCH_ROWS` sets the backlog, default 200,000).
 
+mod common;
+
 use std::io::Write;
 use std::time::Instant;
 
@@ -15,34 +17,8 @@ use crmflow::model::{Address, Candidate, Lineage};
 use crmflow::stages::{self, StageName};
 use rdkafka::message::OwnedHeaders;
 
-fn vm_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn config() -> Config {
-    let mut cfg = Config::default();
-    if let Ok(v) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        cfg.kafka.bootstrap_servers = v;
-    }
-    if let Ok(v) = std::env::var("DB_HOST") {
-        cfg.postgres.host = v;
-    }
-    if let Some(v) = std::env::var("DB_PORT").ok().and_then(|v| v.parse().ok()) {
-        cfg.postgres.port = v;
-    }
-    let ns = format!("bench_sink_{:08x}", rand::random::<u32>());
-    cfg.kafka.topic_prefix = format!("{ns}.");
-    cfg.kafka.partitions = 6;
-    cfg.postgres.schema = ns;
-    cfg
+    common::isolated_config("bench_sink")
 }
 
 fn candidate(i: u64) -> Candidate {
@@ -202,7 +178,7 @@ async fn main() {
     );
 
     // The sink.
-    let rss_before = vm_kib("VmRSS:");
+    let rss_before = common::vm_kib("VmRSS:");
     let t = Instant::now();
     stages::run(cfg.clone(), &[StageName::Sink], true)
         .await
@@ -283,7 +259,7 @@ async fn main() {
     println!("ratio sink / baseline: {:.2}", sink_rate / base_rate);
     println!(
         "peak RSS (VmHWM): {} MiB (RSS before draining {} MiB)",
-        vm_kib("VmHWM:") / 1024,
+        common::vm_kib("VmHWM:") / 1024,
         rss_before / 1024
     );
     client
