@@ -177,6 +177,19 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    // Client-side cost of one record: Avro decode of the canonical value.
+    let sample: Vec<Vec<u8>> = (1..=20_000u64)
+        .map(|i| crmflow::codec::candidate().encode(&candidate(i)).unwrap())
+        .collect();
+    let t = Instant::now();
+    for b in &sample {
+        std::hint::black_box(crmflow::codec::candidate().decode(b).unwrap());
+    }
+    println!(
+        "avro decode: {:.1} µs/record",
+        t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64
+    );
+
     // The sink.
     let rss_before = common::vm_kib("VmRSS:");
     let t = Instant::now();
