@@ -136,6 +136,12 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     let cfg = config();
     if let Err(e) = crmflow::store::migrate(&cfg).await {
         eprintln!("sink bench needs the local services (scripts/services up): {e}");

@@ -126,6 +126,9 @@ enum Command {
 /// is exact. The bounded channel is the backpressure: a slow stage stops the polling thread.
 pub struct StageConsumer {
     inner: Arc<BaseConsumer<StageConsumerContext>>,
+    /// A second, group-less client for watermark and metadata queries: on the group consumer's
+    /// connection they would queue behind fetch long-polls (up to 500 ms each).
+    watermarks: BaseConsumer,
     rx: mpsc::Receiver<KafkaResult<Polled>>,
     commands: std::sync::mpsc::Sender<Command>,
     stop: Arc<AtomicBool>,
@@ -140,6 +143,11 @@ impl std::ops::Deref for StageConsumer {
 }
 
 impl StageConsumer {
+    /// The client to ask for watermarks and metadata (see the field's note).
+    pub fn watermark_client(&self) -> &BaseConsumer {
+        &self.watermarks
+    }
+
     /// The next message, or `Ok(None)` when `deadline` passed first.
     pub async fn recv_until(
         &mut self,
@@ -260,8 +268,12 @@ pub fn consumer(
             .spawn(move || poll_loop(inner, tx, cmd_rx, stop))
             .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
     };
+    let watermarks: BaseConsumer = super::client_config(cfg)
+        .set("client.id", "crmflow-watermarks")
+        .create()?;
     Ok(StageConsumer {
         inner,
+        watermarks,
         rx,
         commands: cmd_tx,
         stop,

@@ -356,7 +356,9 @@ async fn caught_up(consumer: &kafka::StageConsumer, inputs: &[String]) -> Result
     let positions = tokio::task::block_in_place(|| -> Result<HashMap<(String, i32), i64>> {
         let mut tpl = TopicPartitionList::new();
         for topic in inputs {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let md = consumer
+                .watermark_client()
+                .fetch_metadata(Some(topic), Duration::from_secs(10))?;
             for t in md.topics().iter().filter(|t| t.name() == topic) {
                 for p in t.partitions() {
                     tpl.add_partition(t.name(), p.id());

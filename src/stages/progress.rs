@@ -65,7 +65,7 @@ pub async fn lag(
     topics: &[String],
     positions: &HashMap<(String, i32), i64>,
 ) -> Result<HashMap<(String, i32), i64>> {
-    let consumer: &StageConsumer = consumer;
+    let consumer = consumer.watermark_client();
     tokio::task::block_in_place(|| {
         let mut out = HashMap::new();
         for topic in topics {

@@ -287,7 +287,13 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             && ctx.finished.upstream_done(StageName::Sink)
         {
             let stored = offsets::load_all(&pool.get().await?, &group).await?;
+            let check = Instant::now();
             let lag = super::progress::lag(&consumer, &input_list, &stored).await?;
+            tracing::debug!(
+                took_ms = check.elapsed().as_millis() as u64,
+                behind = lag.values().sum::<i64>(),
+                "caught-up check"
+            );
             if lag.values().all(|&l| l == 0) {
                 tracing::info!(
                     rows = stats
@@ -365,6 +371,7 @@ async fn write_batch(
     stats: &SinkStats,
 ) -> Result<WriteOutcome> {
     use std::sync::atomic::Ordering::Relaxed;
+    let write_started = Instant::now();
     let mut client = pool.get().await?;
     // Undecodable messages go to the DLQ before the offsets that cover them are stored.
     let mut dead = Vec::new();
@@ -406,6 +413,11 @@ async fn write_batch(
             tracing::debug!(
                 rows = cands.len() + poss.len(),
                 messages = batch.messages,
+                gather_ms = batch
+                    .started
+                    .map(|s| write_started.duration_since(s).as_millis() as u64)
+                    .unwrap_or(0),
+                write_ms = write_started.elapsed().as_millis() as u64,
                 "batch written"
             );
             return Ok(WriteOutcome::Written);
