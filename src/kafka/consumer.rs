@@ -253,11 +253,11 @@ pub fn consumer(
         .set("heartbeat.interval.ms", "1000")
         .set("max.poll.interval.ms", "300000")
         .set("fetch.max.bytes", "52428800")
-        .set("queued.max.messages.kbytes", "65536")
+        .set("queued.max.messages.kbytes", "32768")
         .create_with_context(StageConsumerContext::new(lookup))?;
     c.subscribe(topics)?;
     let inner = Arc::new(c);
-    let (tx, rx) = mpsc::channel(20_000);
+    let (tx, rx) = mpsc::channel(10_000);
     let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
