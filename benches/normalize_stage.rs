@@ -104,40 +104,8 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let t = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crmflow"))
-        .args(["run", "--stages", "normalize", "--until-caught-up"])
-        .env("CRMFLOW_KAFKA__TOPIC_PREFIX", &cfg.kafka.topic_prefix)
-        .env(
-            "CRMFLOW_KAFKA__PARTITIONS",
-            cfg.kafka.partitions.to_string(),
-        )
-        .env("CRMFLOW_POSTGRES__SCHEMA", &cfg.postgres.schema)
-        .env("KAFKA_BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
-        .env("DB_HOST", &cfg.postgres.host)
-        .env("DB_PORT", cfg.postgres.port.to_string())
-        .env("CRMFLOW_METRICS__LISTEN", "")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn crmflow");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut hwm = 0u64;
-    let status = loop {
-        if let Some(v) = std::fs::read_to_string(&status_path).ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        }) {
-            hwm = hwm.max(v);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(status.success(), "normalize exited {status}");
-    let secs = t.elapsed().as_secs_f64();
+    let (took, hwm) = common::run_stage_process(&cfg, "normalize");
+    let secs = took.as_secs_f64();
     println!(
         "normalize stage: {events} events in {secs:.1}s = {:.0} events/s (a fresh process: start-up, group join and one-shot exit included)",
         events as f64 / secs

@@ -197,42 +197,8 @@ async fn main() {
 
     // The sink, as its own process (`crmflow run --stages sink --until-caught-up`), so its peak
     // RSS is the stage's alone; sampled from /proc while it runs.
-    let t = Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crmflow"))
-        .args(["run", "--stages", "sink", "--until-caught-up"])
-        .env("CRMFLOW_KAFKA__TOPIC_PREFIX", &cfg.kafka.topic_prefix)
-        .env(
-            "CRMFLOW_KAFKA__PARTITIONS",
-            cfg.kafka.partitions.to_string(),
-        )
-        .env("CRMFLOW_POSTGRES__SCHEMA", &cfg.postgres.schema)
-        .env("KAFKA_BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
-        .env("DB_HOST", &cfg.postgres.host)
-        .env("DB_PORT", cfg.postgres.port.to_string())
-        .env("CRMFLOW_METRICS__LISTEN", "")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn crmflow");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut sink_hwm_kib = 0u64;
-    let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(v) = text
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                sink_hwm_kib = sink_hwm_kib.max(v);
-            }
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(status.success(), "sink exited {status}");
-    let sink_secs = t.elapsed().as_secs_f64();
+    let (took, sink_hwm_kib) = common::run_stage_process(&cfg, "sink");
+    let sink_secs = took.as_secs_f64();
     let client = crmflow::store::connect(&cfg).await.unwrap();
     let written: i64 = client
         .query_one("SELECT count(*) FROM candidates", &[])
