@@ -114,11 +114,20 @@ impl BullhornClient {
             q.push(("sort", s.to_string()));
         }
         let endpoint = format!("search/{entity}");
+        self.get_list(endpoint, q).await
+    }
+
+    /// An idempotent `GET` of a list endpoint (`search/..`, `query/..`), decoded.
+    async fn get_list<T: DeserializeOwned>(
+        &self,
+        endpoint: String,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<ListEnvelope<T>, ClientError> {
         let body = self
             .call(Call {
                 method: Method::GET,
                 path: endpoint.clone(),
-                query: q,
+                query,
                 endpoint: endpoint.clone(),
                 idempotent: true,
             })
@@ -147,16 +156,7 @@ impl BullhornClient {
             q.push(("orderBy", o.to_string()));
         }
         let endpoint = format!("query/{entity}");
-        let body = self
-            .call(Call {
-                method: Method::GET,
-                path: endpoint.clone(),
-                query: q,
-                endpoint: endpoint.clone(),
-                idempotent: true,
-            })
-            .await?;
-        decode(&endpoint, &body)
+        self.get_list(endpoint, q).await
     }
 
     /// `GET entity/{entity}/{id1,id2,..}?fields=`: the records that exist (missing ids are simply absent; a
