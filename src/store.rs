@@ -112,10 +112,24 @@ pub async fn migrate(cfg: &Config) -> Result<Vec<String>, StoreError> {
             &[schema],
         )
         .await?;
+    // The connection's search_path was resolved before the schema existed (it may have been
+    // created by another process while this one waited for the lock); setting it again here
+    // makes every name below resolve into the schema, never into `public`.
     let result = async {
         client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\", public"
+            ))
             .await?;
+        let current: Option<String> = client
+            .query_one("SELECT current_schema()", &[])
+            .await?
+            .get(0);
+        if current.as_deref() != Some(schema.as_str()) {
+            return Err(StoreError::SchemaName(format!(
+                "{schema} (search_path resolves to {current:?})"
+            )));
+        }
         let report = embedded::migrations::runner()
             .set_migration_table_name("crmflow_schema_history")
             .run_async(&mut client)
