@@ -451,12 +451,22 @@ impl Default for TelemetryConfig {
 pub struct MetricsConfig {
     /// `host:port`; empty disables the endpoint.
     pub listen: String,
+    /// How often a running process measures its lag, the DLQ depth and source lag, and
+    /// writes its heartbeat for `crmflow status`.
+    pub refresh_secs: u64,
+    /// A stage with input waiting and no progress for this long is stalled (`/readyz` 503).
+    pub stall_after_secs: u64,
+    /// Progress log interval of one-shot runs when stderr is not a terminal.
+    pub progress_log_secs: u64,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            refresh_secs: 10,
+            stall_after_secs: 300,
+            progress_log_secs: 10,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`telemetry`]: structured logs and the optional OTLP exporter.
 //! - [`pipeline`]: the topics of a deployment.
 //! - [`stages`]: the stage runtime and `run`; [`error`]: the stage-level error.
+//! - [`observe`]: metrics, `/healthz` and `/readyz`, heartbeats, progress display.
+//! - [`status`]: lag, sources and dead letters as `crmflow status` shows them.
 
 pub mod codec;
 pub mod config;
@@ -20,9 +22,11 @@ pub mod dlq;
 pub mod error;
 pub mod kafka;
 pub mod model;
+pub mod observe;
 pub mod operators;
 pub mod pipeline;
 pub mod sources;
 pub mod stages;
+pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -62,6 +62,13 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// One screen: each stage's lag and last error, each source's sync point and lag, and
+    /// the dead-letter depth.
+    Status {
+        /// Print the status as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run pipeline stages (all of them by default) until SIGINT/SIGTERM.
     Run {
         /// Comma-separated: ingest, normalize, sink, embed, match.
@@ -220,6 +227,14 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => dlq(command, cfg).await?,
+        Command::Status { json } => {
+            let status = crmflow::status::read(&cfg).await.context("status")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", crmflow::status::render(&status));
+            }
+        }
         Command::Embed {
             command: EmbedCommand::Backfill,
         } => {

@@ -118,6 +118,7 @@ impl Emitter {
                     record: raw.get().chars().take(200).collect(),
                 })?;
         let key = (meta.id, version);
+        crate::observe::records_in("ingest", 1);
         if self.seen.contains_key(&key) {
             return Ok(None);
         }
@@ -144,6 +145,7 @@ impl Emitter {
             .send(&self.topic, event.record_id.as_bytes(), &payload, headers)
             .await?;
         self.seen.insert(key, ());
+        crate::observe::source_records(self.crm, &self.entity, 1);
         Ok(Some(delivery))
     }
 }

@@ -54,6 +54,7 @@ use crate::config::{Config, MlProtocol};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::kafka::{self, Producer, Topics};
+use crate::observe;
 
 /// Builds the ML client from the configuration (shared with `crmflow embed backfill`).
 pub fn ml_client(cfg: &Config) -> Result<EmbeddingClient> {
@@ -85,6 +86,7 @@ pub(crate) async fn embed_until_done(
                 let wait = super::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, batch_len = texts.len(), wait_ms = wait.as_millis() as u64,
                     "ml service unavailable after the client's retries; backing off, batch kept");
+                observe::retry("embed", "ml", &error);
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(Error::Other("shutdown".into())),
                     _ = tokio::time::sleep(wait) => {}
@@ -602,6 +604,7 @@ async fn load_with_retry(pool: &Pool, model: &str, keys: &[&Key]) -> Result<Hash
             Err(error) if error.is_retriable() => {
                 let wait = super::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, "loading stored hashes failed, retrying");
+                observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -692,10 +695,12 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
         d.await?;
     }
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         match write_once(w, epoch, embedded).await {
             Ok(outcome) => {
                 if let Outcome::Written { written, removed } = &outcome {
+                    report(embedded, written, removed, &reasons, started.elapsed());
                     let s = &w.stats;
                     s.embedded.fetch_add(written.len() as u64, Relaxed);
                     s.deleted.fetch_add(removed.len() as u64, Relaxed);
@@ -717,12 +722,43 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
             Err(error) if error.is_retriable() && !w.shutdown.is_cancelled() => {
                 let wait = super::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "embed write failed, retrying");
+                observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             Err(error) => return Err(error),
         }
     }
+}
+
+/// Metrics of one committed batch.
+fn report(
+    embedded: &Embedded,
+    written: &HashSet<Key>,
+    removed: &HashSet<Key>,
+    ml_rejected: &[(usize, String, &'static str)],
+    took: Duration,
+) {
+    let p = &embedded.prepared;
+    observe::records_in("embed", p.messages as u64);
+    observe::batch("embed", p.messages, took);
+    observe::embeddings_skipped(p.skipped.len() as u64);
+    for (_, _, rule, _) in &p.dead {
+        observe::rejected("embed", rule, 1);
+    }
+    if !ml_rejected.is_empty() {
+        observe::rejected("embed", "ml.input_rejected", ml_rejected.len() as u64);
+    }
+    for entity in [Entity::Candidate, Entity::Position] {
+        let versions: Vec<i64> = p
+            .embed
+            .iter()
+            .filter(|(rec, _)| rec.key.entity == entity && written.contains(&rec.key))
+            .map(|(rec, _)| rec.version)
+            .collect();
+        observe::freshness("embed", entity.as_str(), &versions);
+    }
+    observe::records_out("embed", (written.len() + removed.len()) as u64);
 }
 
 async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> {

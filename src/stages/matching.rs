@@ -67,9 +67,11 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         }
         // Read before the batch: if upstream was already done, an empty queue now is final.
         let upstream_done = ctx.finished.upstream_done(StageName::Match);
+        let started = std::time::Instant::now();
         match process(&pool, &model, dim, k, limit).await {
             Ok(0) => {
                 attempt = 0;
+                crate::observe::progress("match");
                 if ctx.until_caught_up && upstream_done {
                     tracing::info!(records = total, "match step caught up");
                     return Ok(());
@@ -82,10 +84,14 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             Ok(n) => {
                 attempt = 0;
                 total += n as u64;
+                crate::observe::records_in("match", n as u64);
+                crate::observe::batch("match", n, started.elapsed());
+                crate::observe::records_out("match", n as u64);
             }
             Err(error) if error.is_retriable() => {
                 let wait = super::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, "match step failed, retrying");
+                crate::observe::retry("match", "postgres", &error);
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(wait) => {}

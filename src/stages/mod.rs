@@ -98,6 +98,26 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
     };
     crate::store::migrate(&ctx.cfg).await?;
     crate::kafka::ensure_topics(&ctx.cfg.kafka, &crate::pipeline::topic_specs(&ctx.cfg)).await?;
+    crate::observe::install();
+    crate::observe::server::serve(ctx.cfg.clone()).await?;
+    for &name in stages {
+        crate::observe::stage_started(name.as_str());
+    }
+    // Observation stops after the stages (so the last heartbeat carries the final counts).
+    let observing = CancellationToken::new();
+    let watcher = tokio::spawn(crate::observe::watch::run(
+        ctx.cfg.clone(),
+        stages.to_vec(),
+        observing.clone(),
+    ));
+    let display = until_caught_up.then(|| {
+        tokio::spawn(crate::observe::display::run(
+            stages.to_vec(),
+            crate::observe::display::Mode::detect(),
+            Duration::from_secs(ctx.cfg.metrics.progress_log_secs.max(1)),
+            observing.clone(),
+        ))
+    });
 
     let signals = {
         let shutdown = ctx.shutdown.clone();
@@ -132,6 +152,11 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
         }
     }
     signals.abort();
+    observing.cancel();
+    let _ = watcher.await;
+    if let Some(d) = display {
+        let _ = d.await;
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),

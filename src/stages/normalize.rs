@@ -21,6 +21,7 @@ use crate::dlq::{self, DeadLetter};
 use crate::error::Result;
 use crate::kafka::{self, trace, Delivery, Producer, Topics};
 use crate::model::{canonical_key, Lineage};
+use crate::observe;
 use crate::operators::{self, Canonical};
 
 /// Outputs awaited before one commit.
@@ -61,7 +62,24 @@ pub struct NormalizeCounts {
     pub read: u64,
     pub written: u64,
     pub rejected: u64,
+    /// What the metrics have been told so far (they learn at each acknowledged commit).
+    reported: (u64, u64),
 }
+
+impl NormalizeCounts {
+    /// Reports what was read and written since the last report as one batch.
+    fn report(&mut self, took: Duration) {
+        let (read, written) = (self.read - self.reported.0, self.written - self.reported.1);
+        self.reported = (self.read, self.written);
+        if read > 0 {
+            observe::records_in(STAGE, read);
+            observe::batch(STAGE, read as usize, took);
+        }
+        observe::records_out(STAGE, written);
+    }
+}
+
+const STAGE: &str = "normalize";
 
 /// What processing one message produced.
 pub enum Outcome {
@@ -144,6 +162,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             tracing::info!(read = counts.read, "normalize: shutdown requested");
             // Shutdown: commit what is acknowledged so a restart does not redo it.
             flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
+            counts.report(last_commit.elapsed());
             return Ok(());
         };
         let idle = matches!(next_msg, Ok(None));
@@ -186,8 +205,11 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                 // A delivery failed after librdkafka's own retries: rewind to the last commit
                 // and redo; the output is deterministic, so redoing is safe.
                 tracing::warn!(%error, "output not acknowledged, rewinding to the last commit");
+                observe::retry(STAGE, "kafka", &error);
                 rewind_to_committed(&consumer).await?;
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            } else {
+                counts.report(last_commit.elapsed());
             }
             last_commit = Instant::now();
         }
@@ -206,6 +228,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
             // trips and must not slow the stage down while it is working through a backlog.
             if idle && ctx.until_caught_up && ctx.finished.upstream_done(StageName::Normalize) {
                 flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
+                counts.report(last_commit.elapsed());
                 if caught_up(&consumer, &inputs).await? {
                     tracing::info!(
                         read = counts.read,
@@ -267,6 +290,7 @@ async fn handle(
             };
             pending.push(dlq::send(producer, dlq_topic, &dl).await?);
             counts.rejected += 1;
+            observe::rejected(STAGE, rule, 1);
         }
     }
     Ok(())

@@ -30,6 +30,7 @@ use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::kafka::{self, trace, Producer, Topics};
 use crate::model::{Candidate, Position};
+use crate::observe;
 use crate::store::{self, StoreError};
 
 /// One input message, owned (the consumer's borrowed message cannot outlive `recv`).
@@ -348,6 +349,7 @@ fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
                 Err(error) if error.is_retriable() && !job.shutdown.is_cancelled() => {
                     let wait = super::backoff(attempt, Duration::from_secs(30));
                     tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "sink write failed, retrying");
+                    observe::retry("sink", "postgres", &error);
                     tokio::select! {
                         _ = job.shutdown.cancelled() => return (batch, Ok(WriteOutcome::Abandoned)),
                         _ = tokio::time::sleep(wait) => {}
@@ -410,6 +412,7 @@ async fn write_batch(
                 .rows_written
                 .fetch_add((cands.len() + poss.len()) as u64, Relaxed);
             stats.batches.fetch_add(1, Relaxed);
+            report(batch, &cands, &poss, write_started.elapsed());
             tracing::debug!(
                 rows = cands.len() + poss.len(),
                 messages = batch.messages,
@@ -447,6 +450,7 @@ async fn write_batch(
         d.await?;
     }
     stats.rejected.fetch_add(bad.len() as u64, Relaxed);
+    observe::rejected("sink", "postgres.rejected", bad.len() as u64);
     let tx = client.transaction().await?;
     if offsets::epoch_for_share(&tx, group).await? != epoch {
         let e = offsets::epoch(&tx, group).await?;
@@ -457,7 +461,34 @@ async fn write_batch(
     stats
         .rows_written
         .fetch_add((cands.len() + poss.len() - bad.len()) as u64, Relaxed);
+    let is_bad = |i: &Input| {
+        bad.iter()
+            .any(|(b, _)| b.partition == i.partition && b.offset == i.offset)
+    };
+    let cands: Vec<_> = cands.into_iter().filter(|(_, i)| !is_bad(i)).collect();
+    let poss: Vec<_> = poss.into_iter().filter(|(_, i)| !is_bad(i)).collect();
+    report(batch, &cands, &poss, write_started.elapsed());
     Ok(WriteOutcome::Written)
+}
+
+/// Metrics of one written batch: messages in, rows out (after collapsing repeated keys),
+/// undecodable messages rejected, and the rows' freshness (CRM modification to commit).
+fn report(
+    batch: &Batch,
+    cands: &[&(Candidate, Input)],
+    poss: &[&(Position, Input)],
+    took: Duration,
+) {
+    observe::records_in("sink", batch.messages as u64);
+    if !batch.undecodable.is_empty() {
+        observe::rejected("sink", "canonical.decode", batch.undecodable.len() as u64);
+    }
+    observe::batch("sink", batch.messages, took);
+    let versions: Vec<i64> = cands.iter().map(|(c, _)| c.source_version).collect();
+    observe::freshness("sink", "candidate", &versions);
+    let versions: Vec<i64> = poss.iter().map(|(p, _)| p.source_version).collect();
+    observe::freshness("sink", "position", &versions);
+    observe::records_out("sink", (cands.len() + poss.len()) as u64);
 }
 
 /// Writes `rows` (without offsets); rows Postgres rejects on their own end up in `bad`.

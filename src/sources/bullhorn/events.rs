@@ -297,6 +297,7 @@ impl EventReader {
         let mut failures = 0u32;
         let mut recovered = false;
         loop {
+            let step_started = crate::observe::now_ms();
             let step = async {
                 if !recovered {
                     self.recover().await?;
@@ -318,6 +319,8 @@ impl EventReader {
                 Ok(true) => failures = 0,
                 Ok(false) => {
                     failures = 0;
+                    // An empty poll: every event up to its start has been processed.
+                    crate::observe::source_synced("bullhorn", "events", step_started);
                     if until_caught_up {
                         return Ok(());
                     }
@@ -334,6 +337,7 @@ impl EventReader {
                     }
                     let delay = crate::stages::backoff(failures, Duration::from_secs(30));
                     warn!(failures, %error, delay_ms = delay.as_millis() as u64, "bullhorn event step failed, recovering");
+                    crate::observe::retry("ingest", "crm", &error);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.cancelled() => return Ok(()),

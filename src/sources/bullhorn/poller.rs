@@ -100,6 +100,7 @@ impl EntityPoller {
         let mut failures = 0u32;
         loop {
             let before = self.persisted;
+            let cycle_started = crate::observe::now_ms();
             let cycle = self
                 .cycle(&shutdown)
                 .instrument(info_span!("bullhorn.poll", %entity));
@@ -114,6 +115,8 @@ impl EntityPoller {
             match completed {
                 Ok(()) => {
                     failures = 0;
+                    // Everything modified before this cycle began has been read.
+                    crate::observe::source_synced("bullhorn", &entity, cycle_started);
                     if until_caught_up {
                         info!(%entity, cursor = ?self.persisted, "bullhorn poller caught up");
                         return Ok(());
@@ -125,6 +128,7 @@ impl EntityPoller {
                     self.emitter.forget();
                     let delay = crate::stages::backoff(failures, Duration::from_secs(30));
                     warn!(%entity, failures, %error, delay_ms = delay.as_millis() as u64, "bullhorn poll failed, retrying from the saved cursor");
+                    crate::observe::retry("ingest", "crm", &error);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
                         _ = shutdown.cancelled() => return Ok(()),
@@ -142,6 +146,13 @@ impl EntityPoller {
     async fn save(&mut self, cursor: Option<Cursor>) -> Result<(), SourceError> {
         if cursor > self.persisted {
             self.cursors.save(&self.settings.entity, &cursor).await?;
+            if let Some(c) = cursor {
+                crate::observe::source_synced(
+                    "bullhorn",
+                    &self.settings.entity,
+                    c.date_last_modified,
+                );
+            }
             debug!(entity = %self.settings.entity, ?cursor, "bullhorn cursor saved");
             self.persisted = cursor;
         }
@@ -281,6 +292,7 @@ async fn fetch_page_retrying(
                 failures += 1;
                 let delay = crate::stages::backoff(failures, Duration::from_secs(10));
                 warn!(entity = %s.entity, failures, %error, delay_ms = delay.as_millis() as u64, "bullhorn page failed, retrying");
+                crate::observe::retry("ingest", "crm", &error);
                 tokio::time::sleep(delay).await;
             }
             other => return other,

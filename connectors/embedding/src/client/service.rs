@@ -89,7 +89,19 @@ impl EmbeddingClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            match self.attempt(body.clone(), inputs.len()).await {
+            let result = self.attempt(body.clone(), inputs.len()).await;
+            // One count per HTTP attempt, by outcome (crmflow's `crmflow_ml_*` metrics).
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) if e.is_retriable() => "retriable_error",
+                Err(e) if e.is_input_rejection() => "rejected",
+                Err(_) => "failed",
+            };
+            metrics::counter!("crmflow_ml_requests_total", "outcome" => outcome).increment(1);
+            if result.is_ok() {
+                metrics::counter!("crmflow_ml_inputs_total").increment(inputs.len() as u64);
+            }
+            match result {
                 Ok(vectors) => {
                     if attempt > 1 {
                         debug!(

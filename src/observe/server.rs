@@ -1,0 +1,139 @@
+//! The operator endpoint: `GET /metrics` (Prometheus text), `GET /healthz` (the process is
+//! alive and its runtime answers), `GET /readyz` (Kafka and Postgres reachable, no stage
+//! stalled; 503 with the failing checks otherwise).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Probe {
+    cfg: Arc<Config>,
+    kafka: Arc<BaseConsumer>,
+}
+
+/// What `/readyz` answers, as JSON.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub postgres: String,
+    pub kafka: String,
+    /// Stages of this process that are stalled, with why.
+    pub stalled: Vec<String>,
+}
+
+/// Binds `cfg.metrics.listen` and serves until the runtime stops. Returns the bound address,
+/// or `None` when the endpoint is disabled (empty `listen`).
+pub async fn serve(cfg: Arc<Config>) -> Result<Option<std::net::SocketAddr>> {
+    let listen = cfg.metrics.listen.trim().to_owned();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    super::install();
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+        Error::Other(format!(
+            "metrics.listen = {listen:?} (CRMFLOW_METRICS__LISTEN): cannot bind: {e}"
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let kafka: BaseConsumer = crate::kafka::client_config(&cfg.kafka)
+        .set("client.id", "crmflow-readyz")
+        .create()?;
+    let probe = Arc::new(Probe {
+        cfg,
+        kafka: Arc::new(kafka),
+    });
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(probe);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics endpoint stopped");
+        }
+    });
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    Ok(Some(addr))
+}
+
+async fn metrics() -> Response {
+    match super::install() {
+        Some(h) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            h.render(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no metrics recorder\n").into_response(),
+    }
+}
+
+async fn readyz(State(p): State<Arc<Probe>>) -> Response {
+    let r = readiness(&p).await;
+    let code = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(r)).into_response()
+}
+
+async fn readiness(p: &Probe) -> Readiness {
+    let pg = async {
+        let (client, conn) = p.cfg.pg_config().connect(NoTls).await?;
+        let driver = tokio::spawn(conn);
+        let r = client.simple_query("SELECT 1").await.map(|_| ());
+        drop(client);
+        let _ = driver.await;
+        r
+    };
+    let postgres = match tokio::time::timeout(PROBE_TIMEOUT, pg).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => format!("unreachable: {e}"),
+        Err(_) => "unreachable: timed out".to_owned(),
+    };
+    let kafka = {
+        let c = p.kafka.clone();
+        match tokio::task::spawn_blocking(move || c.fetch_metadata(None, PROBE_TIMEOUT)).await {
+            Ok(Ok(md)) if !md.brokers().is_empty() => "ok".to_owned(),
+            Ok(Ok(_)) => "unreachable: no brokers in metadata".to_owned(),
+            Ok(Err(e)) => format!("unreachable: {e}"),
+            Err(e) => format!("probe failed: {e}"),
+        }
+    };
+    let after = Duration::from_secs(p.cfg.metrics.stall_after_secs);
+    let stalled: Vec<String> = super::stages()
+        .into_iter()
+        .filter(|(_, s)| s.stalled(after))
+        .map(|(name, s)| {
+            format!(
+                "{name}: lag {} and no progress for {} s",
+                s.lag.unwrap_or(0),
+                s.last_progress.unwrap_or(s.started).elapsed().as_secs()
+            )
+        })
+        .collect();
+    Readiness {
+        ready: postgres == "ok" && kafka == "ok" && stalled.is_empty(),
+        postgres,
+        kafka,
+        stalled,
+    }
+}

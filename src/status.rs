@@ -1,0 +1,416 @@
+//! Where the pipeline stands, read from the outside (Kafka watermarks and group offsets,
+//! Postgres positions and heartbeats): each stage's lag per partition, each source's sync point,
+//! the dead-letter depth, and the last error a stage reported. `crmflow status` prints it; the
+//! running process uses the same lag functions for its `crmflow_consumer_lag` gauges.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::kafka::Topics;
+use crate::stages::StageName;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One input partition of a stage.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset the stage will process (its committed/stored position).
+    pub position: i64,
+    /// The partition's high watermark.
+    pub end: i64,
+    pub lag: i64,
+}
+
+/// The input topics of a Kafka-consuming stage.
+pub fn input_topics(cfg: &Config, stage: StageName) -> Vec<String> {
+    let t = Topics::new(&cfg.kafka);
+    match stage {
+        StageName::Normalize => cfg
+            .bullhorn
+            .entities
+            .iter()
+            .map(|e| t.raw("bullhorn", e))
+            .collect(),
+        StageName::Sink | StageName::Embed => {
+            vec![t.canonical("candidate"), t.canonical("position")]
+        }
+        StageName::Ingest | StageName::Match => Vec::new(),
+    }
+}
+
+/// Kafka clients for lag queries: one group-less client for watermarks and metadata, and one
+/// per consumer group for committed offsets (created on first use, reused after).
+pub struct LagProbe {
+    cfg: Config,
+    watermarks: BaseConsumer,
+    groups: HashMap<String, BaseConsumer>,
+}
+
+impl LagProbe {
+    pub fn new(cfg: &Config) -> Result<Self> {
+        let watermarks = crate::kafka::client_config(&cfg.kafka)
+            .set("client.id", "crmflow-status")
+            .create()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            watermarks,
+            groups: HashMap::new(),
+        })
+    }
+
+    /// Lag of every input partition of `stage` (blocking; call from a blocking context).
+    /// `stored` are the positions a Postgres-checkpointed stage keeps in `stage_offsets`.
+    fn kafka_lag(
+        &mut self,
+        stage: StageName,
+        stored: Option<&HashMap<(String, i32), i64>>,
+    ) -> Result<Vec<PartitionLag>> {
+        let topics = input_topics(&self.cfg, stage);
+        let mut parts = Vec::new();
+        for topic in &topics {
+            let md = self.watermarks.fetch_metadata(Some(topic), TIMEOUT)?;
+            for t in md.topics().iter().filter(|t| t.name() == topic) {
+                for p in t.partitions() {
+                    parts.push((topic.clone(), p.id()));
+                }
+            }
+        }
+        let committed: HashMap<(String, i32), i64> = match stored {
+            Some(s) => s.clone(),
+            None => {
+                let group = Topics::new(&self.cfg.kafka).group(stage.as_str());
+                let c = match self.groups.entry(group.clone()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(
+                        crate::kafka::client_config(&self.cfg.kafka)
+                            .set("client.id", "crmflow-status")
+                            .set("group.id", &group)
+                            .set("enable.auto.commit", "false")
+                            .create()?,
+                    ),
+                };
+                let mut tpl = TopicPartitionList::new();
+                for (t, p) in &parts {
+                    tpl.add_partition(t, *p);
+                }
+                c.committed_offsets(tpl, TIMEOUT)?
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for (topic, partition) in parts {
+            let (low, high) = self
+                .watermarks
+                .fetch_watermarks(&topic, partition, TIMEOUT)?;
+            let position = committed
+                .get(&(topic.clone(), partition))
+                .copied()
+                .unwrap_or(low)
+                .max(low);
+            out.push(PartitionLag {
+                topic,
+                partition,
+                position,
+                end: high,
+                lag: (high - position).max(0),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lag of `stage`: Kafka input partitions for normalize (group offsets), sink and embed
+    /// (positions in Postgres); the queue length for match; nothing for ingest.
+    pub async fn stage_lag(
+        &mut self,
+        client: &impl deadpool_postgres::GenericClient,
+        stage: StageName,
+    ) -> Result<Vec<PartitionLag>> {
+        match stage {
+            StageName::Ingest => Ok(Vec::new()),
+            StageName::Match => {
+                let n: i64 = client
+                    .query_one("SELECT count(*) FROM match_queue", &[])
+                    .await?
+                    .get(0);
+                Ok(vec![PartitionLag {
+                    topic: "match_queue".into(),
+                    partition: -1,
+                    position: 0,
+                    end: n,
+                    lag: n,
+                }])
+            }
+            StageName::Normalize => tokio::task::block_in_place(|| self.kafka_lag(stage, None)),
+            StageName::Sink | StageName::Embed => {
+                let group = Topics::new(&self.cfg.kafka).group(stage.as_str());
+                let stored = crate::stages::offsets::load_all(client, &group).await?;
+                tokio::task::block_in_place(|| self.kafka_lag(stage, Some(&stored)))
+            }
+        }
+    }
+
+    /// Messages retained in the dead-letter topic.
+    pub fn dlq_depth(&self) -> Result<i64> {
+        let topic = Topics::new(&self.cfg.kafka).dlq();
+        tokio::task::block_in_place(|| {
+            let md = self.watermarks.fetch_metadata(Some(&topic), TIMEOUT)?;
+            let mut depth = 0;
+            for t in md.topics().iter().filter(|t| t.name() == topic) {
+                for p in t.partitions() {
+                    let (low, high) = self.watermarks.fetch_watermarks(&topic, p.id(), TIMEOUT)?;
+                    depth += (high - low).max(0);
+                }
+            }
+            Ok(depth)
+        })
+    }
+}
+
+/// One process running a stage, as its last heartbeat says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub instance: String,
+    pub heartbeat_at: DateTime<Utc>,
+    pub alive: bool,
+    pub last_progress_at: Option<DateTime<Utc>>,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub rejected: i64,
+}
+
+/// One stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageStatus {
+    pub stage: &'static str,
+    pub lag: Option<i64>,
+    pub partitions: Vec<PartitionLag>,
+    pub instances: Vec<Instance>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+/// One source entity.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    pub source: String,
+    pub entity: String,
+    pub cursor: serde_json::Value,
+    pub cursor_saved_at: DateTime<Utc>,
+    pub synced_at: Option<DateTime<Utc>>,
+    pub lag_seconds: Option<f64>,
+}
+
+/// The whole picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub at: DateTime<Utc>,
+    pub stages: Vec<StageStatus>,
+    pub sources: Vec<SourceStatus>,
+    pub dlq_depth: i64,
+}
+
+/// A heartbeat older than this means the instance is gone.
+const ALIVE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Reads the status of the deployment `cfg` points at.
+pub async fn read(cfg: &Config) -> Result<Status> {
+    crate::store::migrate(cfg).await?;
+    let pool = crate::store::pool(cfg)?;
+    let client = pool.get().await?;
+    let mut probe = LagProbe::new(cfg)?;
+    let now = Utc::now();
+
+    let rows = client
+        .query(
+            "SELECT stage, instance, heartbeat_at, last_progress_at, records_in, records_out,
+                    rejected, last_error, last_error_at
+             FROM stage_status ORDER BY stage, instance",
+            &[],
+        )
+        .await?;
+    let mut stages = Vec::new();
+    for stage in StageName::ALL {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.get::<_, &str>(0) == stage.as_str())
+            .collect();
+        let instances: Vec<Instance> = mine
+            .iter()
+            .map(|r| {
+                let hb: DateTime<Utc> = r.get(2);
+                Instance {
+                    instance: r.get(1),
+                    heartbeat_at: hb,
+                    alive: (now - hb).to_std().unwrap_or_default() < ALIVE_WITHIN,
+                    last_progress_at: r.get(3),
+                    records_in: r.get(4),
+                    records_out: r.get(5),
+                    rejected: r.get(6),
+                }
+            })
+            .collect();
+        let last = mine
+            .iter()
+            .filter_map(|r| {
+                let at: Option<DateTime<Utc>> = r.get(8);
+                at.map(|at| (at, r.get::<_, Option<String>>(7)))
+            })
+            .max_by_key(|(at, _)| *at);
+        let partitions = probe.stage_lag(&client, stage).await?;
+        let lag = (stage != StageName::Ingest).then(|| partitions.iter().map(|p| p.lag).sum());
+        stages.push(StageStatus {
+            stage: stage.as_str(),
+            lag,
+            partitions,
+            instances,
+            last_error: last.as_ref().and_then(|(_, e)| e.clone()),
+            last_error_at: last.map(|(at, _)| at),
+        });
+    }
+
+    let rows = client
+        .query(
+            "SELECT c.source, c.entity, c.cursor, c.updated_at, s.synced_at
+             FROM source_cursors c
+             LEFT JOIN source_status s ON s.source = c.source AND s.entity = c.entity
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await?;
+    let sources = rows
+        .iter()
+        .map(|r| {
+            let cursor: serde_json::Value = r.get(2);
+            let synced_at: Option<DateTime<Utc>> = r.get(4);
+            let cursor_ts = cursor
+                .get("date_last_modified")
+                .and_then(|v| v.as_i64())
+                .and_then(DateTime::from_timestamp_millis);
+            let best = match (synced_at, cursor_ts) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            SourceStatus {
+                source: r.get(0),
+                entity: r.get(1),
+                cursor,
+                cursor_saved_at: r.get(3),
+                synced_at: best,
+                lag_seconds: best.map(|t| ((now - t).num_milliseconds().max(0) as f64) / 1000.0),
+            }
+        })
+        .collect();
+
+    Ok(Status {
+        at: now,
+        stages,
+        sources,
+        dlq_depth: probe.dlq_depth()?,
+    })
+}
+
+fn ago(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
+    match t {
+        None => "-".into(),
+        Some(t) => human((now - t).to_std().unwrap_or_default()) + " ago",
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
+/// The one-screen text form.
+pub fn render(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "crmflow status at {}",
+        s.at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<10} {:>9} {:>10} {:>12} {:>14}  LAST ERROR",
+        "STAGE", "INSTANCES", "LAG", "WRITTEN", "LAST PROGRESS"
+    );
+    for st in &s.stages {
+        let alive = st.instances.iter().filter(|i| i.alive).count();
+        let written: i64 = st.instances.iter().map(|i| i.records_out).sum();
+        let progress = st.instances.iter().filter_map(|i| i.last_progress_at).max();
+        let err = match (&st.last_error, st.last_error_at) {
+            (Some(e), Some(at)) => format!(
+                "{} ({})",
+                e.chars().take(60).collect::<String>(),
+                ago(s.at, Some(at))
+            ),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "{:<10} {:>9} {:>10} {:>12} {:>14}  {}",
+            st.stage,
+            format!("{alive}/{}", st.instances.len()),
+            st.lag.map_or("-".into(), |l| l.to_string()),
+            written,
+            ago(s.at, progress),
+            err
+        );
+        for p in st
+            .partitions
+            .iter()
+            .filter(|p| p.lag > 0 && p.partition >= 0)
+        {
+            let _ = writeln!(
+                o,
+                "    {}[{}] at {} of {}: lag {}",
+                p.topic, p.partition, p.position, p.end, p.lag
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{:<28} {:>26} {:>10}", "SOURCE", "SYNCED TO", "LAG");
+    if s.sources.is_empty() {
+        let _ = writeln!(o, "(no source has saved a cursor yet)");
+    }
+    for src in &s.sources {
+        let _ = writeln!(
+            o,
+            "{:<28} {:>26} {:>10}",
+            format!("{}/{}", src.source, src.entity),
+            src.synced_at.map_or("-".into(), |t| t
+                .format("%Y-%m-%d %H:%M:%S%.3f")
+                .to_string()),
+            src.lag_seconds
+                .map_or("-".into(), |l| human(Duration::from_secs_f64(l)))
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "dead letters retained: {}  (crmflow dlq list)",
+        s.dlq_depth
+    );
+    o
+}
