@@ -34,6 +34,8 @@ pub fn isolated_config(bench: &str) -> Config {
     cfg.kafka.topic_prefix = format!("{ns}.");
     cfg.kafka.partitions = 6;
     cfg.postgres.schema = ns;
+    // In-process runs must not all bind the default metrics port.
+    cfg.metrics.listen = String::new();
     cfg
 }
 

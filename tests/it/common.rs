@@ -21,6 +21,8 @@ pub fn isolated_config(test: &str) -> Config {
     cfg.kafka.topic_prefix = format!("{ns}.");
     cfg.kafka.partitions = 3;
     cfg.postgres.schema = ns;
+    // In-process runs must not all bind the default metrics port.
+    cfg.metrics.listen = String::new();
     cfg.postgres.pool_size = 4;
     cfg
 }

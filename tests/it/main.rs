@@ -10,4 +10,5 @@ mod embed;
 mod fixtures;
 mod foundation;
 mod ingest;
+mod operate;
 mod stages;
