@@ -142,6 +142,7 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
             Ok((name, Ok(()))) => tracing::info!(stage = name.as_str(), "stage finished"),
             Ok((name, Err(error))) => {
                 tracing::error!(stage = name.as_str(), %error, "stage failed");
+                crate::observe::error_seen(name.as_str(), &error);
                 ctx.shutdown.cancel();
                 first_error.get_or_insert(error);
             }
