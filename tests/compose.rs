@@ -1131,3 +1131,18 @@ fn interpolation_and_addresses_parse_like_compose() {
         ["crmflow_x_bucket"]
     );
 }
+
+/// The dashboard's list of metrics is the one the code exports.
+#[test]
+fn dashboard_metric_list_is_the_exported_one() {
+    let mut listed: Vec<&str> = COUNTERS
+        .iter()
+        .chain(HISTOGRAMS)
+        .chain(GAUGES)
+        .copied()
+        .collect();
+    let mut exported: Vec<&str> = crmflow::observe::names::ALL.to_vec();
+    listed.sort_unstable();
+    exported.sort_unstable();
+    assert_eq!(listed, exported);
+}
