@@ -24,9 +24,13 @@ pub fn instance_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// Runs until `shutdown`, refreshing every `cfg.metrics.refresh_secs`.
-pub async fn run(cfg: Arc<Config>, stages: Vec<StageName>, shutdown: CancellationToken) {
-    let every = Duration::from_secs(cfg.metrics.refresh_secs.max(1));
+/// Runs until `shutdown`, refreshing `every` (normally `metrics.refresh_secs`).
+pub async fn run(
+    cfg: Arc<Config>,
+    stages: Vec<StageName>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let instance = instance_id();
     let pool = match crate::store::pool(&cfg) {
         Ok(p) => p,

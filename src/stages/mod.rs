@@ -105,9 +105,18 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
     }
     // Observation stops after the stages (so the last heartbeat carries the final counts).
     let observing = CancellationToken::new();
+    let displaying = CancellationToken::new();
+    // One-shot runs are watched closely: their lag and ETA are what the operator looks at.
+    let refresh = Duration::from_secs(ctx.cfg.metrics.refresh_secs.max(1));
+    let refresh = if until_caught_up {
+        refresh.min(Duration::from_secs(2))
+    } else {
+        refresh
+    };
     let watcher = tokio::spawn(crate::observe::watch::run(
         ctx.cfg.clone(),
         stages.to_vec(),
+        refresh,
         observing.clone(),
     ));
     let display = until_caught_up.then(|| {
@@ -115,7 +124,7 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
             stages.to_vec(),
             crate::observe::display::Mode::detect(),
             Duration::from_secs(ctx.cfg.metrics.progress_log_secs.max(1)),
-            observing.clone(),
+            displaying.clone(),
         ))
     });
 
@@ -155,6 +164,8 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
     signals.abort();
     observing.cancel();
     let _ = watcher.await;
+    // The display's last lines come after the watcher's last measurement.
+    displaying.cancel();
     if let Some(d) = display {
         let _ = d.await;
     }
