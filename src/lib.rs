@@ -15,9 +15,11 @@
 //! - [`stages`]: the stage runtime and `run`; [`error`]: the stage-level error.
 //! - [`observe`]: metrics, `/healthz` and `/readyz`, heartbeats, progress display.
 //! - [`status`]: lag, sources and dead letters as `crmflow status` shows them.
+//! - [`demo`]: `crmflow demo`, the whole pipeline with both simulators in process.
 
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod dlq;
 pub mod error;
 pub mod kafka;

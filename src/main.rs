@@ -69,6 +69,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The whole pipeline on the local Kafka and PostgreSQL, with the Bullhorn and ML
+    /// simulators in this process: live progress, then a summary read back from Postgres.
+    Demo(crmflow::demo::DemoArgs),
     /// Run pipeline stages (all of them by default) until SIGINT/SIGTERM.
     Run {
         /// Comma-separated: ingest, normalize, sink, embed, match.
@@ -166,13 +169,16 @@ enum ConfigCommand {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::load(cli.config.as_deref()) {
+    let mut cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return std::process::ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Demo(_)) {
+        crmflow::demo::quiet_logs(&mut cfg.telemetry);
+    }
     let _telemetry = match crmflow::telemetry::init(&cfg.telemetry) {
         Ok(g) => g,
         Err(e) => {
@@ -209,6 +215,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             until_caught_up,
         } => {
             crmflow::stages::run(cfg, &stages, until_caught_up).await?;
+        }
+        Command::Demo(args) => {
+            crmflow::demo::run(cfg, args).await?;
         }
         Command::Replay {
             stage,

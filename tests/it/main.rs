@@ -5,6 +5,7 @@
 //! be re-run against the same services.
 
 mod common;
+mod demo;
 mod e2e;
 mod embed;
 mod fixtures;
