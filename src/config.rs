@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
@@ -489,7 +489,9 @@ impl Config {
             Some(p) => Some(p.to_path_buf()),
             None => std::env::var_os("CRMFLOW_CONFIG").map(PathBuf::from),
         };
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // Defaults come from `#[serde(default)]`, not from a serialized `Config::default()`:
+        // serializing redacts secrets, which would turn the default password into "[redacted]".
+        let mut fig = Figment::new();
         match file {
             Some(p) if !p.exists() => return Err(ConfigError::NoFile(p)),
             Some(p) => fig = fig.merge(Toml::file_exact(p)),
@@ -642,6 +644,11 @@ mod tests {
     fn bad_value_names_key_and_source_on_one_line() {
         Jail::expect_with(|jail| {
             jail.clear_env();
+            // Nothing set: the defaults, secrets included, as they are (not as printed).
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.postgres.password.expose_secret(), "crmflow");
+            assert_eq!(c.postgres.port, 5432);
+            assert_eq!(c.sink.batch_size, Config::default().sink.batch_size);
             jail.set_env("DB_PORT", "not-a-port");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("postgres.port"), "{err}");
