@@ -121,6 +121,15 @@ pub async fn run(stages: Vec<StageName>, mode: Mode, every: Duration, stop: Canc
                     };
                 }
             }
+            if stopped {
+                // The last line shows the run's average, not the last half second's.
+                let secs = started.elapsed().as_secs_f64();
+                l.rate = if secs > 0.0 {
+                    s.records_out as f64 / secs
+                } else {
+                    0.0
+                };
+            }
             l.out = s.records_out;
             l.at = Some(now);
             match mode {
