@@ -70,10 +70,18 @@ async fn refresh(
 ) -> crate::error::Result<()> {
     let client = pool.get().await?;
     for &stage in stages {
-        let parts = probe.stage_lag(&client, stage).await?;
         if stage == StageName::Ingest {
             continue;
         }
+        // One stage's lag failing to read (a group rebalancing, a slow broker) must not hide
+        // the others'.
+        let parts = match probe.stage_lag(&client, stage).await {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::debug!(stage = stage.as_str(), %error, "lag not measured this time");
+                continue;
+            }
+        };
         let mut total = 0;
         for p in &parts {
             super::consumer_lag(stage.as_str(), &p.topic, p.partition, p.lag);
@@ -81,7 +89,10 @@ async fn refresh(
         }
         super::stage_lag(stage.as_str(), total);
     }
-    super::dlq_depth(probe.dlq_depth()?);
+    match probe.dlq_depth() {
+        Ok(d) => super::dlq_depth(d),
+        Err(error) => tracing::debug!(%error, "dlq depth not measured this time"),
+    }
     super::refresh_source_lag();
 
     let wall = |i: std::time::Instant| -> DateTime<Utc> {

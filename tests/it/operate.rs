@@ -198,6 +198,7 @@ async fn metrics_follow_the_work_and_readyz_follows_postgres() {
         &cfg,
         "normalize,sink",
         &[
+            ("RUST_LOG", "info,rdkafka=warn,crmflow::observe=debug"),
             ("CRMFLOW_METRICS__LISTEN", listen.as_str()),
             ("CRMFLOW_METRICS__REFRESH_SECS", "1"),
             ("DB_PORT", pg_port.as_str()),
@@ -223,6 +224,9 @@ async fn metrics_follow_the_work_and_readyz_follows_postgres() {
                 let m = parse_prometheus(b);
                 sample(&m, r#"crmflow_records_in_total{stage="normalize"}"#) >= events
                     && sink_rows(&m) >= rows
+                    && m.keys()
+                        .any(|k| k.starts_with("crmflow_consumer_lag{stage=\"normalize\""))
+                    && sample(&m, "crmflow_dlq_depth") >= rejected_versions
             }
         },
     )
