@@ -161,6 +161,22 @@ impl StageConsumer {
         }
     }
 
+    /// Up to `max` messages (or errors) already waiting, appended to `out`; waits until
+    /// `deadline` for the first. Returns how many were appended: 0 when the deadline passed.
+    /// Taking a batch per call spares the per-message timer and wake-up of [`Self::recv_until`].
+    pub async fn recv_batch_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+        out: &mut Vec<KafkaResult<Polled>>,
+        max: usize,
+    ) -> KafkaResult<usize> {
+        match tokio::time::timeout_at(deadline, self.rx.recv_many(out, max)).await {
+            Err(_) => Ok(0),
+            Ok(0) => Err(KafkaError::Canceled),
+            Ok(n) => Ok(n),
+        }
+    }
+
     /// Seeks partitions on the polling thread; messages fetched before carry an older
     /// generation afterwards.
     pub async fn seek_partitions(&self, targets: Vec<(String, i32, Offset)>) -> KafkaResult<()> {
