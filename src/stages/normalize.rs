@@ -303,21 +303,23 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                     }
                 }
             }
-            // Only when nothing arrived for a poll interval: the check costs broker round
-            // trips and must not slow the stage down while it is working through a backlog.
-            if idle && ctx.until_caught_up && ctx.finished.upstream_done(StageName::Normalize) {
-                flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
-                if caught_up(&consumer, &inputs).await? {
-                    tracing::info!(
-                        read = counts.read,
-                        written = counts.written,
-                        rejected = counts.rejected,
-                        "normalize caught up"
-                    );
-                    return Ok(());
-                }
-            }
             last_control = Instant::now();
+        }
+
+        // Only when nothing arrived for a poll interval: the check costs broker round trips
+        // and must not slow the stage down while it is working through a backlog. Not tied to
+        // the control tick above, which made a one-shot run idle up to a second longer.
+        if idle && ctx.until_caught_up && ctx.finished.upstream_done(StageName::Normalize) {
+            flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
+            if caught_up(&consumer, &inputs).await? {
+                tracing::info!(
+                    read = counts.read,
+                    written = counts.written,
+                    rejected = counts.rejected,
+                    "normalize caught up"
+                );
+                return Ok(());
+            }
         }
     }
 }
