@@ -318,6 +318,19 @@ pub struct NormalizeConfig {
     pub default_country: String,
     /// Longest text accepted in a description or summary, characters.
     pub max_text_chars: usize,
+    /// Threads that decode, transform, validate and encode a polled batch; 0 means one per
+    /// available core.
+    pub workers: usize,
+}
+
+impl NormalizeConfig {
+    /// [`Self::workers`] with 0 resolved to the available cores.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for NormalizeConfig {
@@ -352,6 +365,7 @@ impl Default for NormalizeConfig {
             .to_vec(),
             default_country: "US".into(),
             max_text_chars: 65_536,
+            workers: 0,
         }
     }
 }

@@ -10,6 +10,11 @@ use crmflow::config::Config;
 use crmflow::stages::replay::ReplayFrom;
 use crmflow::stages::StageName;
 
+/// mimalloc rather than the system allocator: the normalize stage allocates and frees a few
+/// dozen strings per record on two threads, where glibc's malloc/free took a fifth of its CPU.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "crmflow",

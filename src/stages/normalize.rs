@@ -8,6 +8,7 @@
 //! undecodable bytes, unknown entities and failed rules all become dead letters.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -17,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::offsets;
 use super::{StageCtx, StageName};
 use crate::codec;
+use crate::config::Config;
 use crate::dlq::{self, DeadLetter};
 use crate::error::Result;
 use crate::kafka::{self, trace, Delivery, Producer, Topics};
@@ -28,6 +30,10 @@ use crate::operators::{self, Canonical};
 const COMMIT_EVERY: usize = 20_000;
 /// Longest time between commits while messages flow.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+/// Most messages taken from the consumer per round.
+const BATCH: usize = 2_048;
+/// Fewest messages worth handing to another thread.
+const MIN_PER_WORKER: usize = 64;
 
 /// The raw topics this deployment reads.
 pub fn input_topics(ctx: &StageCtx) -> Vec<String> {
@@ -128,9 +134,78 @@ pub fn process(
     }
 }
 
+/// What the CPU part made of one message: its outcome and the trace parent it carried.
+type Processed = (Outcome, Option<trace::TraceParent>);
+
+/// Decodes, transforms, validates and encodes one message (see [`process`]).
+fn process_message(msg: &OwnedMessage, cfg: &crate::config::NormalizeConfig) -> Processed {
+    let tp = trace::extract(msg.headers());
+    let outcome = process(
+        msg.payload(),
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+        tp.map(|t| t.trace_id_hex()),
+        cfg,
+    );
+    (outcome, tp)
+}
+
+/// Runs [`process_message`] over `msgs` split across `workers` threads (this task takes the
+/// first part, blocking-pool threads the others) and returns the results in input order, so
+/// what is sent next keeps the input's order per partition.
+async fn process_batch(
+    msgs: Vec<OwnedMessage>,
+    cfg: &Arc<Config>,
+    workers: usize,
+) -> Vec<(OwnedMessage, Processed)> {
+    let run = |part: Vec<OwnedMessage>, cfg: &crate::config::NormalizeConfig| {
+        part.into_iter()
+            .map(|m| {
+                let p = process_message(&m, cfg);
+                (m, p)
+            })
+            .collect::<Vec<_>>()
+    };
+    let workers = workers.clamp(1, msgs.len().div_ceil(MIN_PER_WORKER).max(1));
+    if workers == 1 {
+        return run(msgs, &cfg.normalize);
+    }
+    let per = msgs.len().div_ceil(workers);
+    let mut parts: Vec<Vec<OwnedMessage>> = Vec::with_capacity(workers);
+    for m in msgs {
+        match parts.last_mut() {
+            Some(p) if p.len() < per => p.push(m),
+            _ => {
+                let mut p = Vec::with_capacity(per);
+                p.push(m);
+                parts.push(p);
+            }
+        }
+    }
+    let mut parts = parts.into_iter();
+    let first = parts.next().unwrap_or_default();
+    let others: Vec<_> = parts
+        .map(|part| {
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || run(part, &cfg.normalize))
+        })
+        .collect();
+    let mut out = run(first, &cfg.normalize);
+    for handle in others {
+        match handle.await {
+            Ok(done) => out.extend(done),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("normalize worker cancelled: {e}"),
+        }
+    }
+    out
+}
+
 /// Runs the stage until shutdown (or, in one-shot mode, until caught up).
 pub async fn run(ctx: StageCtx) -> Result<()> {
     let cfg = ctx.cfg.clone();
+    let workers = cfg.normalize.worker_threads();
     let topics = Topics::new(&cfg.kafka);
     let group = topics.group("normalize");
     let inputs = input_topics(&ctx);
@@ -151,51 +226,77 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
     let mut last_commit = Instant::now();
     let mut last_control = Instant::now();
     let mut generation = consumer.context().generation();
-    tracing::info!(group, ?inputs, "normalize started");
+    let mut polled = Vec::with_capacity(BATCH);
+    tracing::info!(group, ?inputs, workers, "normalize started");
 
     loop {
-        let next_msg = tokio::select! {
+        let received = tokio::select! {
             _ = ctx.shutdown.cancelled() => None,
-            m = consumer.recv_until(tokio::time::Instant::now() + Duration::from_millis(200)) => Some(m),
+            n = consumer.recv_batch_until(
+                tokio::time::Instant::now() + Duration::from_millis(200),
+                &mut polled,
+                BATCH,
+            ) => Some(n),
         };
-        let Some(next_msg) = next_msg else {
+        let Some(received) = received else {
             tracing::info!(read = counts.read, "normalize: shutdown requested");
             // Shutdown: commit what is acknowledged so a restart does not redo it.
             flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
             counts.report(last_commit.elapsed());
             return Ok(());
         };
-        let idle = matches!(next_msg, Ok(None));
-        match next_msg {
-            Ok(Some(polled)) if polled.generation >= generation => {
-                if polled.generation > generation {
-                    // After a rebalance or seek, positions of partitions we may no longer own
-                    // must not be committed by us.
-                    flush(&consumer, &mut pending, &mut next, CommitMode::Async).await?;
-                    next.clear();
-                    generation = polled.generation;
+        let idle = matches!(received, Ok(0));
+        if let Err(error) = received {
+            tracing::warn!(%error, "kafka consume error");
+        }
+        // The batch in runs of one generation: messages fetched before a rebalance or seek are
+        // handled (or dropped as stale) before anything of the next generation.
+        let mut run_msgs = Vec::with_capacity(polled.len());
+        for item in polled.drain(..) {
+            match item {
+                Ok(p) if p.generation >= generation => {
+                    if p.generation > generation {
+                        let msgs = std::mem::take(&mut run_msgs);
+                        handle_run(
+                            msgs,
+                            &cfg,
+                            workers,
+                            &producer,
+                            &dlq_topic,
+                            &outputs,
+                            &mut pending,
+                            &mut next,
+                            &mut counts,
+                        )
+                        .await?;
+                        // After a rebalance or seek, positions of partitions we may no longer
+                        // own must not be committed by us.
+                        flush(&consumer, &mut pending, &mut next, CommitMode::Async).await?;
+                        next.clear();
+                        generation = p.generation;
+                    }
+                    run_msgs.push(p.msg);
                 }
-                let msg = polled.msg;
-                counts.read += 1;
-                handle(
-                    &msg,
-                    &cfg.normalize,
-                    &producer,
-                    &dlq_topic,
-                    &outputs,
-                    &mut pending,
-                    &mut counts,
-                )
-                .await?;
-                next.insert((msg.topic().to_owned(), msg.partition()), msg.offset() + 1);
+                Ok(_stale) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "kafka consume error");
+                }
             }
-            Ok(Some(_stale)) => {}
-            Err(error) => {
-                tracing::warn!(%error, "kafka consume error");
-            }
-            Ok(None) => {
-                tracing::trace!(read = counts.read, "normalize idle");
-            }
+        }
+        handle_run(
+            run_msgs,
+            &cfg,
+            workers,
+            &producer,
+            &dlq_topic,
+            &outputs,
+            &mut pending,
+            &mut next,
+            &mut counts,
+        )
+        .await?;
+        if idle {
+            tracing::trace!(read = counts.read, "normalize idle");
         }
 
         if pending.len() >= COMMIT_EVERY
@@ -224,52 +325,85 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                     }
                 }
             }
-            // Only when nothing arrived for a poll interval: the check costs broker round
-            // trips and must not slow the stage down while it is working through a backlog.
-            if idle && ctx.until_caught_up && ctx.finished.upstream_done(StageName::Normalize) {
-                flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
-                counts.report(last_commit.elapsed());
-                if caught_up(&consumer, &inputs).await? {
-                    tracing::info!(
-                        read = counts.read,
-                        written = counts.written,
-                        rejected = counts.rejected,
-                        "normalize caught up"
-                    );
-                    return Ok(());
-                }
-            }
             last_control = Instant::now();
+        }
+
+        // Only when nothing arrived for a poll interval: the check costs broker round trips
+        // and must not slow the stage down while it is working through a backlog. Not tied to
+        // the control tick above, which made a one-shot run idle up to a second longer.
+        if idle && ctx.until_caught_up && ctx.finished.upstream_done(StageName::Normalize) {
+            flush(&consumer, &mut pending, &mut next, CommitMode::Sync).await?;
+            counts.report(last_commit.elapsed());
+            if caught_up(&consumer, &inputs).await? {
+                tracing::info!(
+                    read = counts.read,
+                    written = counts.written,
+                    rejected = counts.rejected,
+                    "normalize caught up"
+                );
+                return Ok(());
+            }
         }
     }
 }
 
+/// Processes one run of messages (in parallel), then sends the outputs in input order and
+/// records the next offset of each partition, to be committed once they are acknowledged.
 #[allow(clippy::too_many_arguments)]
-async fn handle(
+async fn handle_run(
+    msgs: Vec<OwnedMessage>,
+    cfg: &Arc<Config>,
+    workers: usize,
+    producer: &Producer,
+    dlq_topic: &str,
+    outputs: &Outputs,
+    pending: &mut Vec<Delivery>,
+    next: &mut HashMap<(String, i32), i64>,
+    counts: &mut NormalizeCounts,
+) -> Result<()> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    counts.read += msgs.len() as u64;
+    let done = process_batch(msgs, cfg, workers).await;
+    // Last offset per partition in this run (few partitions: a short list beats a map).
+    let mut last: Vec<(&str, i32, i64)> = Vec::new();
+    for (msg, (outcome, tp)) in &done {
+        send(
+            msg, outcome, *tp, producer, dlq_topic, outputs, pending, counts,
+        )
+        .await?;
+        let (t, p, o) = (msg.topic(), msg.partition(), msg.offset());
+        match last.iter_mut().find(|(lt, lp, _)| *lp == p && *lt == t) {
+            Some(e) => e.2 = o,
+            None => last.push((t, p, o)),
+        }
+    }
+    for (t, p, o) in last {
+        next.insert((t.to_owned(), p), o + 1);
+    }
+    Ok(())
+}
+
+/// Sends one message's outcome: the canonical record, or a dead letter.
+#[allow(clippy::too_many_arguments)]
+async fn send(
     msg: &OwnedMessage,
-    cfg: &crate::config::NormalizeConfig,
+    outcome: &Outcome,
+    tp: Option<trace::TraceParent>,
     producer: &Producer,
     dlq_topic: &str,
     outputs: &Outputs,
     pending: &mut Vec<Delivery>,
     counts: &mut NormalizeCounts,
 ) -> Result<()> {
-    let tp = trace::extract(msg.headers());
-    let outcome = process(
-        msg.payload(),
-        msg.topic(),
-        msg.partition(),
-        msg.offset(),
-        tp.map(|t| t.trace_id_hex()),
-        cfg,
-    );
     match outcome {
         Outcome::Output(kind, key, bytes) => {
             let tp = tp.unwrap_or_else(trace::TraceParent::current_or_new);
             let headers = trace::inject(OwnedHeaders::new_with_capacity(1), &tp);
             pending.push(
                 producer
-                    .send(outputs.topic(kind), key.as_bytes(), &bytes, headers)
+                    .send(outputs.topic(kind), key.as_bytes(), bytes, headers)
                     .await?,
             );
             counts.written += 1;
@@ -278,8 +412,8 @@ async fn handle(
             let dl = DeadLetter {
                 stage: "normalize",
                 class,
-                rule: Some(rule),
-                reason: &reason,
+                rule: Some(*rule),
+                reason,
                 source_topic: msg.topic(),
                 source_partition: msg.partition(),
                 source_offset: msg.offset(),
