@@ -399,6 +399,11 @@ pub struct EmbedConfig {
     pub linger_ms: u64,
     /// ML requests in flight at once.
     pub max_in_flight: usize,
+    /// Concurrent write transactions. Input partitions are dealt to writers by
+    /// `partition % writers`; each writer commits its batches in order, with its own
+    /// partitions' offsets in the same transaction, so the writers never share an offset row.
+    /// pgvector's HNSW inserts are CPU-bound in one backend: more writers use more cores.
+    pub writers: usize,
     /// Text template for candidates; `{field}` placeholders name canonical fields.
     pub candidate_template: String,
     /// Text template for positions.
@@ -418,6 +423,7 @@ impl Default for EmbedConfig {
             batch_size: 500,
             linger_ms: 500,
             max_in_flight: 5,
+            writers: 2,
             candidate_template: "{occupation}\nSkills: {skills}\n{summary}".into(),
             position_template: "{title}\nSkills: {skills}\n{description}".into(),
             top_k: 20,

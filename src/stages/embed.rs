@@ -6,14 +6,19 @@
 //! decode > collapse repeated keys (newest version wins) > render the text from the entity's
 //! template ([`text`]) > content hash > decide against the expected stored state: skip when the
 //! hash is unchanged (or the version is older), embed otherwise, delete for tombstones > spawn the
-//! ML call (a tokio task, so it progresses while the loop gathers and commits) > in batch order,
-//! ONE transaction per batch: replay-epoch check, vectors (binary COPY + guarded upsert), deletes
-//! (vectors and matches), match-queue entries, next offsets > tell Kafka (for lag tools only).
+//! ML call (a tokio task, so it progresses while the loop gathers and commits) > dealt by
+//! partition to `writers` concurrent writers > per writer, in batch order, ONE transaction per
+//! batch part: replay-epoch check, vectors (binary COPY + guarded upsert), deletes (vectors and
+//! matches), match-queue entries, the next offsets of that writer's partitions > tell Kafka (for
+//! lag tools only).
 //!
-//! Ordering: spawned ML calls sit in a `FuturesOrdered`; the loop takes the next one only when
-//! no commit is running, so batch N's transaction starts after batch N-1's committed even if
-//! N's vectors arrived first. A crash loses at most the uncommitted batches, which are re-read
-//! from the stored offsets.
+//! Ordering: spawned ML calls sit in a `FuturesOrdered`, so batches reach the writers in order.
+//! Partition p belongs to writer `p % writers` and each writer runs one transaction at a time,
+//! so batch N's part for p commits after batch N-1's part for p, even if N's vectors arrived
+//! first; the writers never touch the same offset row (nor, since a key lives in one partition,
+//! the same vector). Why several: pgvector's HNSW insert is CPU-bound in one backend, and it is
+//! nearly all of the write cost. A crash loses at most the uncommitted parts, which are re-read
+//! from their partitions' stored offsets.
 //!
 //! The skip decision needs "what Postgres will hold once everything in flight has committed".
 //! Three layers answer it: `pending` (keys of in-flight batches, exact, per batch sequence),
@@ -30,14 +35,14 @@ pub mod backfill;
 pub mod store;
 pub mod text;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crmflow_embedding::{ClientConfig, EmbedError, EmbeddingClient, Protocol};
 use deadpool_postgres::Pool;
-use futures::stream::FuturesOrdered;
+use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::StreamExt;
 use rdkafka::consumer::Consumer;
 use tokio_postgres::types::Type;
@@ -227,8 +232,9 @@ struct Prepared {
     deletes: Vec<Rec>,
     /// Empty-text records and undecodable messages: DLQ.
     dead: Vec<(Input, &'static str, &'static str, String)>,
-    /// Keys decided "nothing to do" and the state the cache may hold after commit.
-    skipped: Vec<(Key, State)>,
+    /// Keys decided "nothing to do", the state the cache may hold after commit, and the
+    /// record's partition.
+    skipped: Vec<(Key, State, i32)>,
     next: Positions,
     messages: usize,
 }
@@ -259,6 +265,152 @@ struct Writer {
     vector_type: Type,
     stats: EmbedStats,
     shutdown: CancellationToken,
+}
+
+/// A commit task: the writer (lane) it ran on, its part of a batch, what it did.
+type CommitTask = AbortOnDropHandle<(usize, Embedded, Result<Outcome>)>;
+
+/// The concurrent writers. Each batch is dealt to them by partition ([`split`]); a writer
+/// commits its parts strictly in batch order, one transaction at a time, so the offsets of a
+/// partition only move forward and a crash loses at most uncommitted parts, which are re-read
+/// from their partitions' stored offsets.
+struct Lanes {
+    queues: Vec<VecDeque<Embedded>>,
+    busy: Vec<bool>,
+    committing: FuturesUnordered<CommitTask>,
+    /// Batches handed to the writers and not fully committed: seq -> parts left.
+    unsettled: HashMap<u64, usize>,
+}
+
+impl Lanes {
+    fn new(writers: usize) -> Self {
+        Self {
+            queues: (0..writers).map(|_| VecDeque::new()).collect(),
+            busy: vec![false; writers],
+            committing: FuturesUnordered::new(),
+            unsettled: HashMap::new(),
+        }
+    }
+
+    /// Hands a batch with its ML answers to the writers.
+    fn push(&mut self, embedded: Embedded) {
+        let seq = embedded.prepared.seq;
+        let parts = split(embedded, self.queues.len());
+        if !parts.is_empty() {
+            self.unsettled.insert(seq, parts.len());
+        }
+        for (lane, part) in parts {
+            self.queues[lane].push_back(part);
+        }
+    }
+
+    /// Starts the next part of every idle writer.
+    fn start(&mut self, writer: &Arc<Writer>, epoch: i64) {
+        for (lane, queue) in self.queues.iter_mut().enumerate() {
+            if self.busy[lane] {
+                continue;
+            }
+            if let Some(part) = queue.pop_front() {
+                self.busy[lane] = true;
+                let writer = writer.clone();
+                self.committing
+                    .push(AbortOnDropHandle::new(tokio::spawn(async move {
+                        let outcome = commit(&writer, epoch, &part).await;
+                        (lane, part, outcome)
+                    })));
+            }
+        }
+    }
+
+    /// A part committed (or found a replay): its writer is free again.
+    fn done(&mut self, lane: usize, seq: u64) {
+        self.busy[lane] = false;
+        if let Some(left) = self.unsettled.get_mut(&seq) {
+            *left -= 1;
+            if *left == 0 {
+                self.unsettled.remove(&seq);
+            }
+        }
+    }
+
+    /// Batches somewhere between the ML answer and their last commit.
+    fn batches(&self) -> usize {
+        self.unsettled.len()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.committing.is_empty() && self.queues.iter().all(VecDeque::is_empty)
+    }
+
+    /// Lets running commits finish (their writes are guarded and their offsets covered by
+    /// their rows) and drops everything not yet started.
+    async fn drain(&mut self) {
+        while self.committing.next().await.is_some() {}
+        for q in &mut self.queues {
+            q.clear();
+        }
+        self.busy.fill(false);
+        self.unsettled.clear();
+    }
+}
+
+/// Deals a batch to `writers` writers by partition (`partition % writers`), each part with its
+/// own partitions' records, dead letters and next offsets; parts without any message are left
+/// out. A record's key travels with its partition, so no key is written by two parts.
+fn split(embedded: Embedded, writers: usize) -> Vec<(usize, Embedded)> {
+    if writers <= 1 {
+        return vec![(0, embedded)];
+    }
+    let lane = |partition: i32| partition.rem_euclid(writers as i32) as usize;
+    let Embedded {
+        prepared: p,
+        vectors,
+    } = embedded;
+    let mut parts: Vec<Embedded> = (0..writers)
+        .map(|_| Embedded {
+            prepared: Prepared {
+                seq: p.seq,
+                embed: Vec::new(),
+                texts: Vec::new(),
+                deletes: Vec::new(),
+                dead: Vec::new(),
+                skipped: Vec::new(),
+                next: Positions::new(),
+                messages: 0,
+            },
+            vectors: Vec::new(),
+        })
+        .collect();
+    for (e, v) in p.embed.into_iter().zip(vectors) {
+        let part = &mut parts[lane(e.0.input.partition)];
+        part.prepared.embed.push(e);
+        part.vectors.push(v);
+    }
+    for r in p.deletes {
+        parts[lane(r.input.partition)].prepared.deletes.push(r);
+    }
+    for d in p.dead {
+        parts[lane(d.0.partition)].prepared.dead.push(d);
+    }
+    for s in p.skipped {
+        parts[lane(s.2)].prepared.skipped.push(s);
+    }
+    for ((topic, partition), offset) in p.next {
+        parts[lane(partition)]
+            .prepared
+            .next
+            .insert((topic, partition), offset);
+    }
+    let messages = p.messages;
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, part)| !part.prepared.next.is_empty())
+        .map(|(lane, mut part)| {
+            part.prepared.messages = messages;
+            (lane, part)
+        })
+        .collect()
 }
 
 /// Runs the embed stage until shutdown (or, in one-shot mode, until caught up).
@@ -301,12 +453,13 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
     let linger = Duration::from_millis(cfg.embed.linger_ms);
     let max_messages = cfg.embed.batch_size.max(1);
     let max_in_flight = cfg.embed.max_in_flight.max(1);
+    let writers = cfg.embed.writers.max(1);
     let cache: moka::sync::Cache<Key, State> =
         moka::sync::Cache::new(cfg.embed.hash_cache_capacity);
     // Keys of batches not yet committed: (batch seq, expected state).
     let mut pending: HashMap<Key, (u64, State)> = HashMap::new();
     let mut inflight: FuturesOrdered<AbortOnDropHandle<Result<Embedded>>> = FuturesOrdered::new();
-    let mut committing: Option<AbortOnDropHandle<(Embedded, Result<Outcome>)>> = None;
+    let mut lanes = Lanes::new(writers);
     let mut gather = Gather::new();
     let mut seq: u64 = 0;
     let mut generation = consumer.context().generation();
@@ -317,6 +470,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         model,
         batch_size = max_messages,
         max_in_flight,
+        writers,
         linger_ms = cfg.embed.linger_ms,
         "embed started"
     );
@@ -326,9 +480,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         // running finishes first (its writes are guarded and its offsets covered by its rows).
         let g = consumer.context().generation();
         if g > generation {
-            if let Some(c) = committing.take() {
-                let _ = c.await;
-            }
+            lanes.drain().await;
             tracing::info!(
                 dropped_batches = inflight.len(),
                 "rebalance: dropping uncommitted batches"
@@ -343,7 +495,8 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         let cut_due = gather
             .started
             .is_some_and(|s| s + linger <= tokio::time::Instant::now());
-        let room = inflight.len() + usize::from(committing.is_some()) < max_in_flight;
+        lanes.start(&writer, epoch);
+        let room = inflight.len() + lanes.batches() < max_in_flight;
         if room && (gather.messages >= max_messages || cut_due) {
             let batch = std::mem::replace(&mut gather, Gather::new());
             seq += 1;
@@ -371,14 +524,14 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => {
                 tracing::info!("embed stopping; uncommitted batches are dropped and re-read later");
-                if let Some(c) = committing.take() {
-                    let _ = c.await;
-                }
+                lanes.drain().await;
                 return Ok(());
             }
-            done = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
-                committing = None;
-                let (embedded, outcome) = done.map_err(|e| Error::Other(format!("embed commit task: {e}")))?;
+            done = lanes.committing.next(), if !lanes.committing.is_empty() => {
+                let (lane, embedded, outcome) = done
+                    .expect("non-empty")
+                    .map_err(|e| Error::Other(format!("embed commit task: {e}")))?;
+                lanes.done(lane, embedded.prepared.seq);
                 match outcome? {
                     Outcome::Written { written, removed } => {
                         settle(&embedded, &written, &removed, &cache, &mut pending);
@@ -387,6 +540,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                     }
                     Outcome::Replayed(e) => {
                         tracing::info!(epoch = e, "replay requested: dropping uncommitted batches and seeking");
+                        lanes.drain().await;
                         inflight = FuturesOrdered::new();
                         gather = Gather::new();
                         pending.clear();
@@ -396,19 +550,15 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                     }
                 }
             }
-            next = inflight.next(), if committing.is_none() && !inflight.is_empty() => {
+            next = inflight.next(), if !inflight.is_empty() => {
                 let embedded = next
                     .expect("non-empty")
                     .map_err(|e| Error::Other(format!("embed task: {e}")))??;
-                let writer = writer.clone();
-                committing = Some(AbortOnDropHandle::new(tokio::spawn(async move {
-                    let outcome = commit(&writer, epoch, &embedded).await;
-                    (embedded, outcome)
-                })));
+                lanes.push(embedded);
             }
             msg = consumer.recv_until(wake), if can_read => match msg {
                 Ok(None) => {
-                    if gather.messages == 0 && inflight.is_empty() && committing.is_none() {
+                    if gather.messages == 0 && inflight.is_empty() && lanes.is_idle() {
                         if let Some(e) = idle(&ctx, &consumer, &pool, &group, &input_list, epoch, &mut last_control_check, &writer.stats).await? {
                             match e {
                                 Idle::Done => return Ok(()),
@@ -432,9 +582,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                     let m = polled.msg;
                     if polled.generation > generation {
                         // The message is from the new assignment: keep it, drop the rest.
-                        if let Some(c) = committing.take() {
-                            let _ = c.await;
-                        }
+                        lanes.drain().await;
                         tracing::info!(dropped_batches = inflight.len(), "rebalance: dropping uncommitted batches");
                         inflight = FuturesOrdered::new();
                         gather = Gather::new();
@@ -538,7 +686,8 @@ async fn prepare(
         let expected = &known[&key];
         if rec.version < expected.version {
             // Older than what is (or will be) stored: the version guard would refuse it anyway.
-            p.skipped.push((key, expected.clone()));
+            let partition = rec.input.partition;
+            p.skipped.push((key, expected.clone(), partition));
             continue;
         }
         match &rec.action {
@@ -566,7 +715,7 @@ async fn prepare(
                     hash: Some(hash.clone()),
                 };
                 pending.insert(key.clone(), (seq, state.clone()));
-                p.skipped.push((key, state));
+                p.skipped.push((key, state, rec.input.partition));
             }
             Action::Embed { hash, .. } => {
                 let hash = hash.clone();
@@ -632,7 +781,7 @@ fn settle(
             None => cache.invalidate(key),
         }
     };
-    for (key, state) in &p.skipped {
+    for (key, state, _) in &p.skipped {
         done(key, Some(state.clone()));
     }
     for ((rec, hash), v) in p.embed.iter().zip(&embedded.vectors) {
@@ -807,5 +956,130 @@ fn dead_letter<'a>(
         payload: Some(&input.payload),
         trace: input.trace,
         replay_count: input.replay_count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(partition: i32, offset: i64) -> Input {
+        Input {
+            topic: "canonical.candidate".into(),
+            partition,
+            offset,
+            key: None,
+            payload: Vec::new(),
+            trace: None,
+            replay_count: 0,
+        }
+    }
+
+    fn key(id: &str) -> Key {
+        Key {
+            entity: Entity::Candidate,
+            crm: "bullhorn".into(),
+            crm_id: id.into(),
+        }
+    }
+
+    fn rec(id: &str, partition: i32, offset: i64, delete: bool) -> Rec {
+        Rec {
+            key: key(id),
+            version: 1,
+            action: if delete {
+                Action::Delete
+            } else {
+                Action::Embed {
+                    text: String::new(),
+                    hash: Arc::from("h"),
+                }
+            },
+            input: input(partition, offset),
+        }
+    }
+
+    #[test]
+    fn split_deals_records_dead_letters_and_offsets_by_partition() {
+        let t = "canonical.candidate".to_owned();
+        let prepared = Prepared {
+            seq: 7,
+            embed: vec![
+                (rec("a", 0, 10, false), Arc::from("h")),
+                (rec("b", 1, 20, false), Arc::from("h")),
+                (rec("c", 2, 30, false), Arc::from("h")),
+            ],
+            texts: vec![String::new(); 3],
+            deletes: vec![rec("d", 3, 40, true)],
+            dead: vec![(input(2, 31), "decode", "canonical.decode", "x".into())],
+            skipped: vec![(key("e"), State::ABSENT, 5)],
+            next: [
+                ((t.clone(), 0), 11),
+                ((t.clone(), 1), 21),
+                ((t.clone(), 2), 32),
+                ((t.clone(), 3), 41),
+                ((t.clone(), 5), 51),
+            ]
+            .into_iter()
+            .collect(),
+            messages: 7,
+        };
+        let vectors = vec![Ok(vec![0.0]), Ok(vec![1.0]), Ok(vec![2.0])];
+        let parts = split(Embedded { prepared, vectors }, 2);
+        assert_eq!(parts.len(), 2);
+        let (l0, even) = &parts[0];
+        let (l1, odd) = &parts[1];
+        assert_eq!((*l0, *l1), (0, 1));
+        let ids = |e: &Embedded| -> Vec<String> {
+            e.prepared
+                .embed
+                .iter()
+                .map(|(r, _)| r.key.crm_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(even), ["a", "c"]);
+        assert_eq!(ids(odd), ["b"]);
+        // Each vector stays with its record.
+        assert_eq!(
+            even.vectors.iter().flatten().collect::<Vec<_>>(),
+            [&vec![0.0], &vec![2.0]]
+        );
+        assert_eq!(
+            odd.vectors.iter().flatten().collect::<Vec<_>>(),
+            [&vec![1.0]]
+        );
+        assert_eq!(even.prepared.dead.len(), 1);
+        assert!(odd.prepared.dead.is_empty());
+        assert_eq!(odd.prepared.deletes.len(), 1);
+        assert_eq!(odd.prepared.skipped.len(), 1);
+        let parts_of = |e: &Embedded| {
+            let mut p: Vec<i32> = e.prepared.next.keys().map(|(_, p)| *p).collect();
+            p.sort();
+            p
+        };
+        assert_eq!(parts_of(even), [0, 2]);
+        assert_eq!(parts_of(odd), [1, 3, 5]);
+        assert!(parts.iter().all(|(_, e)| e.prepared.seq == 7));
+
+        // A writer whose partitions had no message gets no part.
+        let only_even = Prepared {
+            seq: 8,
+            embed: Vec::new(),
+            texts: Vec::new(),
+            deletes: Vec::new(),
+            dead: Vec::new(),
+            skipped: vec![(key("f"), State::ABSENT, 4)],
+            next: [((t, 4), 5)].into_iter().collect(),
+            messages: 1,
+        };
+        let parts = split(
+            Embedded {
+                prepared: only_even,
+                vectors: Vec::new(),
+            },
+            2,
+        );
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].0, 0);
     }
 }
