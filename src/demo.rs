@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, MlProtocol, TelemetryConfig};
 use crate::error::{Error, Result};
+use crate::observe::display::thousands;
 use crate::stages::StageName;
 
 /// Command line of `crmflow demo`.
@@ -270,22 +271,6 @@ impl Summary {
     }
 }
 
-fn thousands(n: i64) -> String {
-    let s = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
 /// Gives the run its own namespace unless the configuration named one: a topic prefix when
 /// none is set, a schema when it is `public`. Returns whether anything was chosen here.
 pub fn fresh_namespace(cfg: &mut Config, unix_secs: u64) -> bool {
@@ -330,20 +315,6 @@ fn resolve_metrics_listen(listen: &str) -> Result<(String, Option<String>)> {
     }
 }
 
-/// An error with its causes, `a: b: c` (tokio-postgres hides the server's message in its source).
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s = format!("{s}: {text}");
-        }
-        cause = c.source();
-    }
-    s
-}
-
 fn io_err(e: std::io::Error) -> Error {
     Error::Other(e.to_string())
 }
@@ -352,46 +323,23 @@ fn io_err(e: std::io::Error) -> Error {
 async fn check_services(cfg: &Config) -> Result<()> {
     let hint = "start the local services with `scripts/services up` (scripts/demo does that), \
                 or point DB_HOST/DB_PORT and KAFKA_BOOTSTRAP_SERVERS at yours";
-    let pg = tokio::time::timeout(Duration::from_secs(10), crate::store::connect(cfg)).await;
-    match pg {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            return Err(Error::Other(format!(
-                "PostgreSQL at {}:{} does not answer ({}); {hint}",
-                cfg.postgres.host,
-                cfg.postgres.port,
-                with_sources(&e)
-            )))
-        }
-        Err(_) => {
-            return Err(Error::Other(format!(
-                "PostgreSQL at {}:{} does not answer within 10 s; {hint}",
-                cfg.postgres.host, cfg.postgres.port
-            )))
-        }
+    use crate::observe::server::{kafka_reachable, postgres_reachable};
+    if let Err(e) = postgres_reachable(cfg).await {
+        return Err(Error::Other(format!(
+            "PostgreSQL at {}:{} does not answer ({e}); {hint}",
+            cfg.postgres.host, cfg.postgres.port
+        )));
     }
-    let kafka = cfg.kafka.clone();
-    let md = tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let c: BaseConsumer = crate::kafka::client_config(&kafka)
-            .set("client.id", "crmflow-demo-check")
-            .create()?;
-        c.fetch_metadata(None, Duration::from_secs(10))
-            .map(|m| m.brokers().len())
-    })
-    .await
-    .map_err(|e| Error::Other(e.to_string()))?;
-    match md {
-        Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(Error::Other(format!(
-            "Kafka at {} reports no brokers; {hint}",
-            cfg.kafka.bootstrap_servers
-        ))),
-        Err(e) => Err(Error::Other(format!(
+    let client: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(&cfg.kafka)
+        .set("client.id", "crmflow-demo-check")
+        .create()?;
+    if let Err(e) = kafka_reachable(Arc::new(client)).await {
+        return Err(Error::Other(format!(
             "Kafka at {} does not answer ({e}); {hint}",
             cfg.kafka.bootstrap_servers
-        ))),
+        )));
     }
+    Ok(())
 }
 
 /// Runs the demo; prints progress and the summary, returns the summary.

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::kafka::{TopicSpec, Topics};
+use crate::stages::StageName;
 
 /// Every topic crmflow writes, with its partitioning and cleanup policy.
 pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {
@@ -30,4 +31,22 @@ pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {
         compacted: false,
     });
     specs
+}
+
+/// The Kafka topics `stage` consumes (none for ingest, which reads the CRM, and match, which
+/// reads its Postgres queue).
+pub fn input_topics(cfg: &Config, stage: StageName) -> Vec<String> {
+    let t = Topics::new(&cfg.kafka);
+    match stage {
+        StageName::Normalize => cfg
+            .bullhorn
+            .entities
+            .iter()
+            .map(|e| t.raw("bullhorn", e))
+            .collect(),
+        StageName::Sink | StageName::Embed => {
+            vec![t.canonical("candidate"), t.canonical("position")]
+        }
+        StageName::Ingest | StageName::Match => Vec::new(),
+    }
 }

@@ -3,49 +3,22 @@
 //! the dead-letter depth, and the last error a stage reported. `crmflow status` prints it; the
 //! running process uses the same lag functions for its `crmflow_consumer_lag` gauges.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+
+use rdkafka::consumer::BaseConsumer;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
 use crate::kafka::Topics;
+use crate::stages::progress::{committed_positions, partition_lags};
 use crate::stages::StageName;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One input partition of a stage.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    /// The next offset the stage will process (its committed/stored position).
-    pub position: i64,
-    /// The partition's high watermark.
-    pub end: i64,
-    pub lag: i64,
-}
-
-/// The input topics of a Kafka-consuming stage.
-pub fn input_topics(cfg: &Config, stage: StageName) -> Vec<String> {
-    let t = Topics::new(&cfg.kafka);
-    match stage {
-        StageName::Normalize => cfg
-            .bullhorn
-            .entities
-            .iter()
-            .map(|e| t.raw("bullhorn", e))
-            .collect(),
-        StageName::Sink | StageName::Embed => {
-            vec![t.canonical("candidate"), t.canonical("position")]
-        }
-        StageName::Ingest | StageName::Match => Vec::new(),
-    }
-}
+pub use crate::stages::progress::PartitionLag;
 
 /// Kafka clients for lag queries: one group-less client for watermarks and metadata, and one
 /// per consumer group for committed offsets (created on first use, reused after).
@@ -68,69 +41,34 @@ impl LagProbe {
     }
 
     /// Lag of every input partition of `stage` (blocking; call from a blocking context).
-    /// `stored` are the positions a Postgres-checkpointed stage keeps in `stage_offsets`.
+    /// `stored` are the positions a Postgres-checkpointed stage keeps in `stage_offsets`;
+    /// without them, the stage's consumer group's committed offsets count.
     fn kafka_lag(
         &mut self,
         stage: StageName,
         stored: Option<&HashMap<(String, i32), i64>>,
     ) -> Result<Vec<PartitionLag>> {
-        let topics = input_topics(&self.cfg, stage);
-        let mut parts = Vec::new();
-        for topic in &topics {
-            let md = self.watermarks.fetch_metadata(Some(topic), TIMEOUT)?;
-            for t in md.topics().iter().filter(|t| t.name() == topic) {
-                for p in t.partitions() {
-                    parts.push((topic.clone(), p.id()));
-                }
-            }
-        }
-        let committed: HashMap<(String, i32), i64> = match stored {
-            Some(s) => s.clone(),
+        let topics = crate::pipeline::input_topics(&self.cfg, stage);
+        let group = Topics::new(&self.cfg.kafka).group(stage.as_str());
+        let cfg = &self.cfg;
+        let groups = &mut self.groups;
+        partition_lags(&self.watermarks, &topics, |parts| match stored {
+            Some(s) => Ok(s.clone()),
             None => {
-                let group = Topics::new(&self.cfg.kafka).group(stage.as_str());
-                let c = match self.groups.entry(group.clone()) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => v.insert(
-                        crate::kafka::client_config(&self.cfg.kafka)
+                let c = match groups.entry(group) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => {
+                        let c = crate::kafka::client_config(&cfg.kafka)
                             .set("client.id", "crmflow-status")
-                            .set("group.id", &group)
+                            .set("group.id", v.key())
                             .set("enable.auto.commit", "false")
-                            .create()?,
-                    ),
+                            .create()?;
+                        v.insert(c)
+                    }
                 };
-                let mut tpl = TopicPartitionList::new();
-                for (t, p) in &parts {
-                    tpl.add_partition(t, *p);
-                }
-                c.committed_offsets(tpl, TIMEOUT)?
-                    .elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                        _ => None,
-                    })
-                    .collect()
+                committed_positions(c, parts)
             }
-        };
-        let mut out = Vec::with_capacity(parts.len());
-        for (topic, partition) in parts {
-            let (low, high) = self
-                .watermarks
-                .fetch_watermarks(&topic, partition, TIMEOUT)?;
-            let position = committed
-                .get(&(topic.clone(), partition))
-                .copied()
-                .unwrap_or(low)
-                .max(low);
-            out.push(PartitionLag {
-                topic,
-                partition,
-                position,
-                end: high,
-                lag: (high - position).max(0),
-            });
-        }
-        Ok(out)
+        })
     }
 
     /// Lag of `stage`: Kafka input partitions for normalize (group offsets), sink and embed
@@ -164,20 +102,17 @@ impl LagProbe {
         }
     }
 
-    /// Messages retained in the dead-letter topic.
+    /// Messages retained in the dead-letter topic (high minus low watermark, summed).
     pub fn dlq_depth(&self) -> Result<i64> {
         let topic = Topics::new(&self.cfg.kafka).dlq();
-        tokio::task::block_in_place(|| {
-            let md = self.watermarks.fetch_metadata(Some(&topic), TIMEOUT)?;
-            let mut depth = 0;
-            for t in md.topics().iter().filter(|t| t.name() == topic) {
-                for p in t.partitions() {
-                    let (low, high) = self.watermarks.fetch_watermarks(&topic, p.id(), TIMEOUT)?;
-                    depth += (high - low).max(0);
-                }
-            }
-            Ok(depth)
-        })
+        let parts = tokio::task::block_in_place(|| {
+            partition_lags(&self.watermarks, &[topic], |_| Ok(HashMap::new()))
+        })?;
+        Ok(parts
+            .iter()
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.lag)
+            .sum())
     }
 }
 

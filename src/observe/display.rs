@@ -57,7 +57,8 @@ fn line(stage: &str, s: &super::StageState, rate: f64) -> String {
     )
 }
 
-fn thousands<N: Into<i128>>(n: N) -> String {
+/// `1234567` as `1,234,567`.
+pub fn thousands<N: Into<i128>>(n: N) -> String {
     let n: i128 = n.into();
     let s = n.abs().to_string();
     let mut out = String::new();

@@ -95,29 +95,56 @@ async fn readyz(State(p): State<Arc<Probe>>) -> Response {
     (code, axum::Json(r)).into_response()
 }
 
-async fn readiness(p: &Probe) -> Readiness {
+/// Whether Postgres accepts a connection and answers `SELECT 1` within the probe timeout.
+pub async fn postgres_reachable(cfg: &Config) -> std::result::Result<(), String> {
     let pg = async {
-        let (client, conn) = p.cfg.pg_config().connect(NoTls).await?;
+        let (client, conn) = cfg.pg_config().connect(NoTls).await?;
         let driver = tokio::spawn(conn);
         let r = client.simple_query("SELECT 1").await.map(|_| ());
         drop(client);
         let _ = driver.await;
         r
     };
-    let postgres = match tokio::time::timeout(PROBE_TIMEOUT, pg).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => format!("unreachable: {e}"),
-        Err(_) => "unreachable: timed out".to_owned(),
-    };
-    let kafka = {
-        let c = p.kafka.clone();
-        match tokio::task::spawn_blocking(move || c.fetch_metadata(None, PROBE_TIMEOUT)).await {
-            Ok(Ok(md)) if !md.brokers().is_empty() => "ok".to_owned(),
-            Ok(Ok(_)) => "unreachable: no brokers in metadata".to_owned(),
-            Ok(Err(e)) => format!("unreachable: {e}"),
-            Err(e) => format!("probe failed: {e}"),
+    match tokio::time::timeout(PROBE_TIMEOUT, pg).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(with_sources(&e)),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
+/// Whether the Kafka cluster answers a metadata request within the probe timeout, through
+/// `client` (a group-less client).
+pub async fn kafka_reachable(client: Arc<BaseConsumer>) -> std::result::Result<(), String> {
+    match tokio::task::spawn_blocking(move || client.fetch_metadata(None, PROBE_TIMEOUT)).await {
+        Ok(Ok(md)) if !md.brokers().is_empty() => Ok(()),
+        Ok(Ok(_)) => Err("no brokers in metadata".to_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("probe failed: {e}")),
+    }
+}
+
+/// An error with its causes, `a: b: c` (tokio-postgres keeps the server's message in its
+/// source).
+pub fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s = format!("{s}: {text}");
         }
+        cause = c.source();
+    }
+    s
+}
+
+async fn readiness(p: &Probe) -> Readiness {
+    let show = |r: std::result::Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("unreachable: {e}"),
     };
+    let postgres = show(postgres_reachable(&p.cfg).await);
+    let kafka = show(kafka_reachable(p.kafka.clone()).await);
     let after = Duration::from_secs(p.cfg.metrics.stall_after_secs);
     let stalled: Vec<String> = super::stages()
         .into_iter()

@@ -37,13 +37,7 @@ const MIN_PER_WORKER: usize = 64;
 
 /// The raw topics this deployment reads.
 pub fn input_topics(ctx: &StageCtx) -> Vec<String> {
-    let t = Topics::new(&ctx.cfg.kafka);
-    ctx.cfg
-        .bullhorn
-        .entities
-        .iter()
-        .map(|e| t.raw("bullhorn", e))
-        .collect()
+    crate::pipeline::input_topics(&ctx.cfg, StageName::Normalize)
 }
 
 /// The canonical topics, by record kind.
@@ -511,28 +505,10 @@ async fn apply_replay(
 
 /// Whether the group's committed offsets reach the end of every input partition.
 async fn caught_up(consumer: &kafka::StageConsumer, inputs: &[String]) -> Result<bool> {
-    let positions = tokio::task::block_in_place(|| -> Result<HashMap<(String, i32), i64>> {
-        let mut tpl = TopicPartitionList::new();
-        for topic in inputs {
-            let md = consumer
-                .watermark_client()
-                .fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            for t in md.topics().iter().filter(|t| t.name() == topic) {
-                for p in t.partitions() {
-                    tpl.add_partition(t.name(), p.id());
-                }
-            }
-        }
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-        Ok(committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                _ => None,
-            })
-            .collect())
+    let lags = tokio::task::block_in_place(|| {
+        super::progress::partition_lags(consumer.watermark_client(), inputs, |parts| {
+            super::progress::committed_positions(consumer, parts)
+        })
     })?;
-    let lag = super::progress::lag(consumer, inputs, &positions).await?;
-    Ok(lag.values().all(|&l| l == 0))
+    Ok(lags.iter().all(|l| l.lag == 0))
 }

@@ -8,12 +8,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use super::StageName;
 use crate::error::Result;
 use crate::kafka::StageConsumer;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finished-flags of the stages in one run.
 #[derive(Clone, Default)]
@@ -58,40 +62,99 @@ pub fn upstream(stage: StageName) -> &'static [StageName] {
     }
 }
 
-/// Lag per (topic, partition): high watermark minus stored position (missing position = low
-/// watermark, i.e. nothing read yet).
+/// One input partition of a stage: where the stage is and where the partition ends.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    /// `-1` for a topic the broker's metadata does not list (its lag is then 1: unknown is
+    /// never mistaken for caught up).
+    pub partition: i32,
+    /// The next offset the stage will process (its committed or stored position).
+    pub position: i64,
+    /// The partition's high watermark.
+    pub end: i64,
+    pub lag: i64,
+}
+
+/// Lag of every partition of `topics` (blocking): high watermark minus the position that
+/// `positions` gives for it (none: the low watermark, i.e. nothing read yet). `positions` is
+/// asked once, with the partitions the metadata lists.
+pub fn partition_lags(
+    client: &BaseConsumer,
+    topics: &[String],
+    positions: impl FnOnce(&[(String, i32)]) -> Result<HashMap<(String, i32), i64>>,
+) -> Result<Vec<PartitionLag>> {
+    let mut parts = Vec::new();
+    let mut out = Vec::new();
+    for topic in topics {
+        let md = client.fetch_metadata(Some(topic), TIMEOUT)?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty());
+        match t {
+            Some(t) => parts.extend(t.partitions().iter().map(|p| (topic.clone(), p.id()))),
+            None => out.push(PartitionLag {
+                topic: topic.clone(),
+                partition: -1,
+                position: 0,
+                end: 0,
+                lag: 1,
+            }),
+        }
+    }
+    let positions = positions(&parts)?;
+    for (topic, partition) in parts {
+        let (low, high) = client.fetch_watermarks(&topic, partition, TIMEOUT)?;
+        let position = positions
+            .get(&(topic.clone(), partition))
+            .copied()
+            .unwrap_or(low)
+            .max(low);
+        out.push(PartitionLag {
+            topic,
+            partition,
+            position,
+            end: high,
+            lag: (high - position).max(0),
+        });
+    }
+    Ok(out)
+}
+
+/// The offsets `consumer`'s group committed for `parts` (blocking).
+pub fn committed_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    parts: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in parts {
+        tpl.add_partition(t, *p);
+    }
+    Ok(consumer
+        .committed_offsets(tpl, TIMEOUT)?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Lag per (topic, partition) of a stage whose positions are `positions` (see
+/// [`partition_lags`]).
 pub async fn lag(
     consumer: &StageConsumer,
     topics: &[String],
     positions: &HashMap<(String, i32), i64>,
 ) -> Result<HashMap<(String, i32), i64>> {
-    let consumer = consumer.watermark_client();
-    tokio::task::block_in_place(|| {
-        let mut out = HashMap::new();
-        for topic in topics {
-            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            let t = md
-                .topics()
-                .iter()
-                .find(|t| t.name() == topic)
-                .filter(|t| t.error().is_none() && !t.partitions().is_empty());
-            let Some(t) = t else {
-                // Metadata without the topic (or in error) says nothing about lag: report one
-                // so one-shot mode never mistakes "unknown" for "caught up".
-                out.insert((topic.clone(), -1), 1);
-                continue;
-            };
-            for p in t.partitions() {
-                let (low, high) =
-                    consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
-                let pos = positions
-                    .get(&(topic.clone(), p.id()))
-                    .copied()
-                    .unwrap_or(low)
-                    .max(low);
-                out.insert((topic.clone(), p.id()), (high - pos).max(0));
-            }
-        }
-        Ok(out)
-    })
+    let client = consumer.watermark_client();
+    let lags =
+        tokio::task::block_in_place(|| partition_lags(client, topics, |_| Ok(positions.clone())))?;
+    Ok(lags
+        .into_iter()
+        .map(|l| ((l.topic, l.partition), l.lag))
+        .collect())
 }

@@ -49,24 +49,16 @@ impl std::str::FromStr for ReplayFrom {
     }
 }
 
-/// The input topics of a stage.
+/// The input topics of a stage that can be replayed.
 pub fn stage_inputs(cfg: &Config, stage: StageName) -> Result<Vec<String>> {
-    let t = Topics::new(&cfg.kafka);
-    match stage {
-        StageName::Normalize => Ok(cfg
-            .bullhorn
-            .entities
-            .iter()
-            .map(|e| t.raw("bullhorn", e))
-            .collect()),
-        StageName::Sink | StageName::Embed => {
-            Ok(vec![t.canonical("candidate"), t.canonical("position")])
-        }
-        other => Err(Error::Other(format!(
+    let topics = crate::pipeline::input_topics(cfg, stage);
+    if topics.is_empty() {
+        return Err(Error::Other(format!(
             "stage {} has no Kafka input to replay",
-            other.as_str()
-        ))),
+            stage.as_str()
+        )));
     }
+    Ok(topics)
 }
 
 /// One partition's new position.

@@ -44,19 +44,11 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// Spawns `crmflow run` for the test's namespace.
+/// A `crmflow` command pointed at the test's namespace (topic prefix, partitions, schema) and
+/// the local services, with the metrics endpoint off and info logs.
 #[allow(dead_code)]
-pub fn spawn_stage(
-    cfg: &crmflow::config::Config,
-    stages: &str,
-    extra: &[(&str, &str)],
-    one_shot: bool,
-) -> ChildGuard {
+pub fn crmflow_cmd(cfg: &crmflow::config::Config) -> std::process::Command {
     let mut cmd = std::process::Command::new(crmflow_bin());
-    cmd.args(["run", "--stages", stages]);
-    if one_shot {
-        cmd.arg("--until-caught-up");
-    }
     cmd.env("CRMFLOW_KAFKA__TOPIC_PREFIX", &cfg.kafka.topic_prefix)
         .env(
             "CRMFLOW_KAFKA__PARTITIONS",
@@ -67,8 +59,24 @@ pub fn spawn_stage(
         .env("DB_HOST", &cfg.postgres.host)
         .env("DB_PORT", cfg.postgres.port.to_string())
         .env("CRMFLOW_METRICS__LISTEN", "")
-        .env("RUST_LOG", "info,rdkafka=warn")
-        .stdout(std::process::Stdio::null())
+        .env("RUST_LOG", "info,rdkafka=warn");
+    cmd
+}
+
+/// Spawns `crmflow run` for the test's namespace.
+#[allow(dead_code)]
+pub fn spawn_stage(
+    cfg: &crmflow::config::Config,
+    stages: &str,
+    extra: &[(&str, &str)],
+    one_shot: bool,
+) -> ChildGuard {
+    let mut cmd = crmflow_cmd(cfg);
+    cmd.args(["run", "--stages", stages]);
+    if one_shot {
+        cmd.arg("--until-caught-up");
+    }
+    cmd.stdout(std::process::Stdio::null())
         .stderr(child_log(cfg));
     for (k, v) in extra {
         cmd.env(k, v);

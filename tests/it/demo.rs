@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crmflow::demo::Summary;
 use crmflow_bullhorn::sim::{SimConfig, Simulator};
 
-use crate::common::{crmflow_bin, isolated_config, ChildGuard};
+use crate::common::{crmflow_cmd, isolated_config, ChildGuard};
 
 const CANDIDATES: usize = 300;
 const JOB_ORDERS: usize = 40;
@@ -34,7 +34,7 @@ async fn demo_runs_to_completion_and_its_summary_matches_postgres() {
     let log = std::fs::File::create(&log_path).unwrap();
     let started = Instant::now();
     let mut child = ChildGuard(
-        Command::new(crmflow_bin())
+        crmflow_cmd(&cfg)
             .args([
                 "demo",
                 "--candidates",
@@ -44,18 +44,8 @@ async fn demo_runs_to_completion_and_its_summary_matches_postgres() {
                 "--summary-json",
             ])
             .arg(&json_path)
-            .env("CRMFLOW_KAFKA__TOPIC_PREFIX", &cfg.kafka.topic_prefix)
-            .env(
-                "CRMFLOW_KAFKA__PARTITIONS",
-                cfg.kafka.partitions.to_string(),
-            )
-            .env("CRMFLOW_POSTGRES__SCHEMA", &cfg.postgres.schema)
-            .env("KAFKA_BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
-            .env("DB_HOST", &cfg.postgres.host)
-            .env("DB_PORT", cfg.postgres.port.to_string())
             // Tests run in parallel: never a fixed port.
             .env("CRMFLOW_METRICS__LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "info,rdkafka=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -116,16 +116,16 @@ fn summary(id: u64, round: u32) -> String {
     )
 }
 
-async fn produce_candidates(cfg: &Config, records: &[Candidate]) {
-    let topic = Topics::new(&cfg.kafka).canonical("candidate");
+/// Produces encoded canonical records (`(key, value)`) to the canonical topic of `entity`,
+/// waiting for every ack.
+async fn produce_canonical(cfg: &Config, entity: &str, records: Vec<(String, Vec<u8>)>) {
+    let topic = Topics::new(&cfg.kafka).canonical(entity);
     let producer = Producer::new(&cfg.kafka).unwrap();
     let mut acks = Vec::new();
-    for c in records {
-        let bytes = codec::candidate().encode(c).unwrap();
-        let key = format!("{}:{}", c.crm, c.crm_id);
+    for (key, bytes) in &records {
         acks.push(
             producer
-                .send(&topic, key.as_bytes(), &bytes, OwnedHeaders::new())
+                .send(&topic, key.as_bytes(), bytes, OwnedHeaders::new())
                 .await
                 .unwrap(),
         );
@@ -135,23 +135,26 @@ async fn produce_candidates(cfg: &Config, records: &[Candidate]) {
     }
 }
 
+async fn produce_candidates(cfg: &Config, records: &[Candidate]) {
+    let encoded = records
+        .iter()
+        .map(|c| {
+            let key = format!("{}:{}", c.crm, c.crm_id);
+            (key, codec::candidate().encode(c).unwrap())
+        })
+        .collect();
+    produce_canonical(cfg, "candidate", encoded).await;
+}
+
 async fn produce_positions(cfg: &Config, records: &[Position]) {
-    let topic = Topics::new(&cfg.kafka).canonical("position");
-    let producer = Producer::new(&cfg.kafka).unwrap();
-    let mut acks = Vec::new();
-    for p in records {
-        let bytes = codec::position().encode(p).unwrap();
-        let key = format!("{}:{}", p.crm, p.crm_id);
-        acks.push(
-            producer
-                .send(&topic, key.as_bytes(), &bytes, OwnedHeaders::new())
-                .await
-                .unwrap(),
-        );
-    }
-    for a in acks {
-        a.await.unwrap();
-    }
+    let encoded = records
+        .iter()
+        .map(|p| {
+            let key = format!("{}:{}", p.crm, p.crm_id);
+            (key, codec::position().encode(p).unwrap())
+        })
+        .collect();
+    produce_canonical(cfg, "position", encoded).await;
 }
 
 async fn sim() -> SimHandle {

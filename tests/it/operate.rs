@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::common::{child_log, crmflow_bin, isolated_config, spawn_stage};
+use crate::common::{child_log, crmflow_cmd, isolated_config, spawn_stage};
 use crate::fixtures::*;
 
 /// A TCP forwarder in front of Postgres that the test can take away (listener closed, every
@@ -333,13 +333,8 @@ fn sink_rows(m: &HashMap<String, f64>) -> f64 {
 }
 
 fn status(cfg: &crmflow::config::Config) -> serde_json::Value {
-    let out = std::process::Command::new(crmflow_bin())
+    let out = crmflow_cmd(cfg)
         .args(["status", "--json"])
-        .env("CRMFLOW_KAFKA__TOPIC_PREFIX", &cfg.kafka.topic_prefix)
-        .env("CRMFLOW_POSTGRES__SCHEMA", &cfg.postgres.schema)
-        .env("KAFKA_BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
-        .env("DB_HOST", &cfg.postgres.host)
-        .env("DB_PORT", cfg.postgres.port.to_string())
         .env("RUST_LOG", "warn")
         .stderr(child_log(cfg))
         .output()
