@@ -21,7 +21,7 @@ use tokio_postgres::types::{ToSql, Type};
 use crmflow::config::Config;
 use crmflow::kafka::{Producer, Topics};
 use crmflow::model::{Candidate, Lineage};
-use crmflow::stages::{self, StageName};
+use crmflow::runtime::StageName;
 use crmflow_embedding::sim::{SimArgs, Simulator};
 
 const LATENCY_MS: u64 = 100;
@@ -194,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. The stage.
     let started = Instant::now();
-    stages::run(cfg.clone(), &[StageName::Embed], true).await?;
+    crmflow::run::run(cfg.clone(), &[StageName::Embed], true).await?;
     let wall = started.elapsed();
     let rss_stage = peak_rss_mb();
     let client = crmflow::store::connect(&cfg).await?;

@@ -4,7 +4,7 @@
 //! It checks that Kafka and PostgreSQL answer, starts both simulators on free loopback ports,
 //! points the configuration at them, gives the run its own namespace (topic prefix and schema
 //! `demo_<unix seconds>`, unless the configuration names its own), and runs every stage with
-//! [`crate::stages::run`], which shows live per-stage progress. A one-shot run (the default)
+//! [`crate::run::run`], which shows live per-stage progress. A one-shot run (the default)
 //! ends when every stage caught up, then prints a [`Summary`] read back from Postgres and the
 //! dead-letter topic and compared with the simulator's own records. `--keep-running` leaves the
 //! simulator's change generator and the pipeline going until Ctrl-C, then prints the same
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, MlProtocol, TelemetryConfig};
 use crate::error::{Error, Result};
 use crate::observe::display::thousands;
-use crate::stages::StageName;
+use crate::runtime::StageName;
 
 /// Command line of `crmflow demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -460,7 +460,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
 
     let started_ms = crate::observe::now_ms();
     let started = Instant::now();
-    let outcome = crate::stages::run(cfg.clone(), &StageName::ALL, !args.keep_running).await;
+    let outcome = crate::run::run(cfg.clone(), &StageName::ALL, !args.keep_running).await;
     let elapsed = started.elapsed();
     stop_display.cancel();
     if let Some(d) = display {

@@ -12,7 +12,10 @@
 //! - [`store`]: Postgres pool and migrations.
 //! - [`telemetry`]: structured logs and the optional OTLP exporter.
 //! - [`pipeline`]: the topics of a deployment.
-//! - [`stages`]: the stage runtime and `run`; [`error`]: the stage-level error.
+//! - [`runtime`]: the run context below sources and stages: `RunCtx`, stage names, backoff,
+//!   one-shot progress and lag, stage offsets in Postgres.
+//! - [`stages`]: normalize, sink, embed, match, replay; [`error`]: the stage-level error.
+//! - [`run`]: `crmflow run`, which starts sources and stages over one `RunCtx`.
 //! - [`observe`]: metrics, `/healthz` and `/readyz`, heartbeats, progress display.
 //! - [`status`]: lag, sources and dead letters as `crmflow status` shows them.
 //! - [`demo`]: `crmflow demo`, the whole pipeline with both simulators in process.
@@ -27,6 +30,8 @@ pub mod model;
 pub mod observe;
 pub mod operators;
 pub mod pipeline;
+pub mod run;
+pub mod runtime;
 pub mod sources;
 pub mod stages;
 pub mod status;

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crmflow::config::Config;
+use crmflow::runtime::StageName;
 use crmflow::stages::replay::ReplayFrom;
-use crmflow::stages::StageName;
 
 /// mimalloc rather than the system allocator: the normalize stage allocates and frees a few
 /// dozen strings per record on two threads, where glibc's malloc/free took a fifth of its CPU.
@@ -219,7 +219,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             stages,
             until_caught_up,
         } => {
-            crmflow::stages::run(cfg, &stages, until_caught_up).await?;
+            crmflow::run::run(cfg, &stages, until_caught_up).await?;
         }
         Command::Demo(args) => {
             crmflow::demo::run(cfg, args).await?;

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::kafka::{TopicSpec, Topics};
-use crate::stages::StageName;
+use crate::runtime::StageName;
 
 /// Every topic crmflow writes, with its partitioning and cleanup policy.
 pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {

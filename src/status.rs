@@ -15,10 +15,10 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::Result;
 use crate::kafka::Topics;
-use crate::stages::progress::{committed_positions, partition_lags};
-use crate::stages::StageName;
+use crate::runtime::progress::{committed_positions, partition_lags};
+use crate::runtime::StageName;
 
-pub use crate::stages::progress::PartitionLag;
+pub use crate::runtime::progress::PartitionLag;
 
 /// Kafka clients for lag queries: one group-less client for watermarks and metadata, and one
 /// per consumer group for committed offsets (created on first use, reused after).
@@ -96,7 +96,7 @@ impl LagProbe {
             StageName::Normalize => tokio::task::block_in_place(|| self.kafka_lag(stage, None)),
             StageName::Sink | StageName::Embed => {
                 let group = Topics::new(&self.cfg.kafka).group(stage.as_str());
-                let stored = crate::stages::offsets::load_all(client, &group).await?;
+                let stored = crate::runtime::offsets::load_all(client, &group).await?;
                 tokio::task::block_in_place(|| self.kafka_lag(stage, Some(&stored)))
             }
         }

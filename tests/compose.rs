@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 /// The services that must run one stage each: the CLI's own stage names.
 fn stages() -> Vec<&'static str> {
-    crmflow::stages::StageName::ALL
+    crmflow::runtime::StageName::ALL
         .iter()
         .map(|s| s.as_str())
         .collect()

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::stages::StageName;
+use crate::runtime::StageName;
 use crate::status::LagProbe;
 
 /// This process's name in `stage_status`: `host:pid`.

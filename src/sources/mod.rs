@@ -12,7 +12,7 @@ pub mod cursors;
 pub mod emit;
 
 use crate::error::{Error, Result};
-use crate::stages::StageCtx;
+use crate::runtime::RunCtx;
 
 /// Why a source stopped or a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,7 @@ impl From<deadpool_postgres::PoolError> for SourceError {
 }
 
 /// The ingest stage: runs every configured source until shutdown (or, in one-shot mode, until caught up).
-pub async fn run(ctx: StageCtx) -> Result<()> {
+pub async fn run(ctx: RunCtx) -> Result<()> {
     bullhorn::run(ctx).await.map_err(|e| match e {
         SourceError::Kafka(k) => Error::Kafka(k),
         SourceError::Store(s) => Error::Store(s),

@@ -51,15 +51,15 @@ use tokio_util::task::AbortOnDropHandle;
 
 use self::store::{Key, State, VectorRow};
 use self::text::{content_hash, Entity, Templates};
-use super::offsets::{self, PgOffsets, Positions};
 use super::sink::{apply_replay, commit_to_kafka, Input};
-use super::{StageCtx, StageName};
 use crate::codec;
 use crate::config::{Config, MlProtocol};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::kafka::{self, Producer, Topics};
 use crate::observe;
+use crate::runtime::offsets::{self, PgOffsets, Positions};
+use crate::runtime::{RunCtx, StageName};
 
 /// Builds the ML client from the configuration (shared with `crmflow embed backfill`).
 pub fn ml_client(cfg: &Config) -> Result<EmbeddingClient> {
@@ -88,7 +88,7 @@ pub(crate) async fn embed_until_done(
         match client.embed_isolating(texts).await {
             Ok(v) => return Ok(v),
             Err(error) if error.is_retriable() => {
-                let wait = super::backoff(attempt, Duration::from_secs(30));
+                let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, batch_len = texts.len(), wait_ms = wait.as_millis() as u64,
                     "ml service unavailable after the client's retries; backing off, batch kept");
                 observe::retry("embed", "ml", &error);
@@ -414,7 +414,7 @@ fn split(embedded: Embedded, writers: usize) -> Vec<(usize, Embedded)> {
 }
 
 /// Runs the embed stage until shutdown (or, in one-shot mode, until caught up).
-pub async fn run(ctx: StageCtx) -> Result<()> {
+pub async fn run(ctx: RunCtx) -> Result<()> {
     let cfg = ctx.cfg.clone();
     let topics = Topics::new(&cfg.kafka);
     let group = topics.group("embed");
@@ -605,7 +605,7 @@ enum Idle {
 /// Idle housekeeping: notice a replay request, and in one-shot mode whether we are done.
 #[allow(clippy::too_many_arguments)]
 async fn idle(
-    ctx: &StageCtx,
+    ctx: &RunCtx,
     consumer: &kafka::StageConsumer,
     pool: &Pool,
     group: &str,
@@ -627,7 +627,7 @@ async fn idle(
     }
     if ctx.until_caught_up && ctx.finished.upstream_done(StageName::Embed) {
         let stored = offsets::load_all(&pool.get().await?, group).await?;
-        let lag = super::progress::lag(consumer, input_list, &stored).await?;
+        let lag = crate::runtime::progress::lag(consumer, input_list, &stored).await?;
         if lag.values().all(|&l| l == 0) {
             tracing::info!(
                 embedded = stats.embedded.load(Relaxed),
@@ -751,7 +751,7 @@ async fn load_with_retry(pool: &Pool, model: &str, keys: &[&Key]) -> Result<Hash
         match res {
             Ok(m) => return Ok(m),
             Err(error) if error.is_retriable() => {
-                let wait = super::backoff(attempt, Duration::from_secs(30));
+                let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, "loading stored hashes failed, retrying");
                 observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
@@ -869,7 +869,7 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
                 return Ok(outcome);
             }
             Err(error) if error.is_retriable() && !w.shutdown.is_cancelled() => {
-                let wait = super::backoff(attempt, Duration::from_secs(30));
+                let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "embed write failed, retrying");
                 observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;

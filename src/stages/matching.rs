@@ -34,8 +34,8 @@ use tokio_postgres::types::ToSql;
 
 use super::embed::store::{self as estore, literal};
 use super::embed::text::Entity;
-use super::{StageCtx, StageName};
 use crate::error::Result;
+use crate::runtime::{RunCtx, StageName};
 
 /// One k-NN hit: (crm, crm_id, score).
 type Found = (String, String, f32);
@@ -50,7 +50,7 @@ struct Queued {
 
 /// Runs the match step until shutdown (or, in one-shot mode, until the queue is empty and the
 /// embed stage of this run has finished).
-pub async fn run(ctx: StageCtx) -> Result<()> {
+pub async fn run(ctx: RunCtx) -> Result<()> {
     let cfg = ctx.cfg.clone();
     let model = cfg.ml.model.clone();
     let dim = cfg.ml.dim;
@@ -89,7 +89,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
                 crate::observe::records_out("match", n as u64);
             }
             Err(error) if error.is_retriable() => {
-                let wait = super::backoff(attempt, Duration::from_secs(30));
+                let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, "match step failed, retrying");
                 crate::observe::retry("match", "postgres", &error);
                 tokio::select! {

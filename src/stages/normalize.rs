@@ -15,8 +15,6 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::offsets;
-use super::{StageCtx, StageName};
 use crate::codec;
 use crate::config::Config;
 use crate::dlq::{self, DeadLetter};
@@ -25,6 +23,8 @@ use crate::kafka::{self, trace, Delivery, Producer, Topics};
 use crate::model::{canonical_key, Lineage};
 use crate::observe;
 use crate::operators::{self, Canonical};
+use crate::runtime::offsets;
+use crate::runtime::{RunCtx, StageName};
 
 /// Outputs awaited before one commit.
 const COMMIT_EVERY: usize = 20_000;
@@ -36,7 +36,7 @@ const BATCH: usize = 2_048;
 const MIN_PER_WORKER: usize = 64;
 
 /// The raw topics this deployment reads.
-pub fn input_topics(ctx: &StageCtx) -> Vec<String> {
+pub fn input_topics(ctx: &RunCtx) -> Vec<String> {
     crate::pipeline::input_topics(&ctx.cfg, StageName::Normalize)
 }
 
@@ -197,7 +197,7 @@ async fn process_batch(
 }
 
 /// Runs the stage until shutdown (or, in one-shot mode, until caught up).
-pub async fn run(ctx: StageCtx) -> Result<()> {
+pub async fn run(ctx: RunCtx) -> Result<()> {
     let cfg = ctx.cfg.clone();
     let workers = cfg.normalize.worker_threads();
     let topics = Topics::new(&cfg.kafka);
@@ -506,8 +506,8 @@ async fn apply_replay(
 /// Whether the group's committed offsets reach the end of every input partition.
 async fn caught_up(consumer: &kafka::StageConsumer, inputs: &[String]) -> Result<bool> {
     let lags = tokio::task::block_in_place(|| {
-        super::progress::partition_lags(consumer.watermark_client(), inputs, |parts| {
-            super::progress::committed_positions(consumer, parts)
+        crate::runtime::progress::partition_lags(consumer.watermark_client(), inputs, |parts| {
+            crate::runtime::progress::committed_positions(consumer, parts)
         })
     })?;
     Ok(lags.iter().all(|l| l.lag == 0))

@@ -14,10 +14,10 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{offsets, StageName};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kafka::{self, Topics};
+use crate::runtime::{offsets, StageName};
 
 /// Where to rewind to.
 #[derive(Debug, Clone, PartialEq)]

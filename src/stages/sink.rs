@@ -22,15 +22,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 
-use super::offsets::{self, PgOffsets, Positions};
 use super::rows::{self, SinkRow};
-use super::{StageCtx, StageName};
 use crate::codec;
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
 use crate::kafka::{self, trace, Producer, Topics};
 use crate::model::{Candidate, Position};
 use crate::observe;
+use crate::runtime::offsets::{self, PgOffsets, Positions};
+use crate::runtime::{RunCtx, StageName};
 use crate::store::{self, StoreError};
 
 /// One input message, owned (the consumer's borrowed message cannot outlive `recv`).
@@ -162,7 +162,7 @@ pub struct SinkStats {
 }
 
 /// Runs the sink until shutdown (or, in one-shot mode, until caught up).
-pub async fn run(ctx: StageCtx) -> Result<()> {
+pub async fn run(ctx: RunCtx) -> Result<()> {
     let cfg = ctx.cfg.clone();
     let topics = Topics::new(&cfg.kafka);
     let group = topics.group("sink");
@@ -289,7 +289,7 @@ pub async fn run(ctx: StageCtx) -> Result<()> {
         {
             let stored = offsets::load_all(&pool.get().await?, &group).await?;
             let check = Instant::now();
-            let lag = super::progress::lag(&consumer, &input_list, &stored).await?;
+            let lag = crate::runtime::progress::lag(&consumer, &input_list, &stored).await?;
             tracing::debug!(
                 took_ms = check.elapsed().as_millis() as u64,
                 behind = lag.values().sum::<i64>(),
@@ -347,7 +347,7 @@ fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
             .await;
             match res {
                 Err(error) if error.is_retriable() && !job.shutdown.is_cancelled() => {
-                    let wait = super::backoff(attempt, Duration::from_secs(30));
+                    let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
                     tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "sink write failed, retrying");
                     observe::retry("sink", "postgres", &error);
                     tokio::select! {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crmflow::config::{CANDIDATE_FIELDS, JOB_ORDER_FIELDS};
 use crmflow::model::{ChangeEvent, Lineage, Op};
 use crmflow::operators::{self, Canonical};
-use crmflow::stages::{self, StageName};
+use crmflow::runtime::StageName;
 use crmflow_bullhorn::sim::{SimConfig, SimHandle, Simulator};
 
 use crate::common::isolated_config;
@@ -88,7 +88,7 @@ async fn simulator_to_postgres_equals_ground_truth_field_by_field() {
 
     tokio::time::timeout(
         Duration::from_secs(240),
-        stages::run(
+        crmflow::run::run(
             cfg.clone(),
             &[StageName::Ingest, StageName::Normalize, StageName::Sink],
             true,

@@ -13,8 +13,9 @@ use crmflow::codec;
 use crmflow::config::Config;
 use crmflow::kafka::{Producer, Topics};
 use crmflow::model::{Candidate, Lineage, Position};
+use crmflow::runtime::StageName;
 use crmflow::stages::embed::text::{content_hash, Templates};
-use crmflow::stages::{self, replay::ReplayFrom, StageName};
+use crmflow::stages::{self, replay::ReplayFrom};
 use crmflow_embedding::sim::{Faults, SimArgs, SimHandle, Simulator};
 
 use crate::common::{isolated_config, spawn_stage};
@@ -173,7 +174,7 @@ fn config(test: &str, sim: &SimHandle) -> Config {
 async fn one_shot(cfg: &Config, which: &[StageName]) {
     tokio::time::timeout(
         Duration::from_secs(120),
-        stages::run(cfg.clone(), which, true),
+        crmflow::run::run(cfg.clone(), which, true),
     )
     .await
     .expect("one-shot run finished in time")

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crmflow::stages::{self, replay::ReplayFrom, StageName};
+use crmflow::runtime::StageName;
+use crmflow::stages::{self, replay::ReplayFrom};
 
 use crate::common::{isolated_config, spawn_stage};
 use crate::fixtures::*;
@@ -40,7 +41,7 @@ async fn normalize_and_sink_write_latest_versions_and_dead_letter_the_rest() {
 
     tokio::time::timeout(
         Duration::from_secs(180),
-        stages::run(cfg.clone(), &[StageName::Normalize, StageName::Sink], true),
+        crmflow::run::run(cfg.clone(), &[StageName::Normalize, StageName::Sink], true),
     )
     .await
     .expect("one-shot run finished in time")
@@ -126,7 +127,7 @@ async fn normalize_and_sink_write_latest_versions_and_dead_letter_the_rest() {
         .unwrap();
     tokio::time::timeout(
         Duration::from_secs(120),
-        stages::run(cfg.clone(), &[StageName::Sink], true),
+        crmflow::run::run(cfg.clone(), &[StageName::Sink], true),
     )
     .await
     .unwrap()
@@ -187,7 +188,7 @@ async fn sink_killed_twenty_times_loses_doubles_and_regresses_nothing() {
     prepare(&cfg).await;
     let (cands, cand_exp) = candidate_history(6_000);
     produce_raw(&cfg, &cands).await;
-    stages::run(cfg.clone(), &[StageName::Normalize], true)
+    crmflow::run::run(cfg.clone(), &[StageName::Normalize], true)
         .await
         .unwrap();
 
@@ -242,7 +243,7 @@ async fn two_sinks_share_the_work_and_one_dying_loses_nothing() {
     prepare(&cfg).await;
     let (cands, cand_exp) = candidate_history(4_000);
     produce_raw(&cfg, &cands).await;
-    stages::run(cfg.clone(), &[StageName::Normalize], true)
+    crmflow::run::run(cfg.clone(), &[StageName::Normalize], true)
         .await
         .unwrap();
 

@@ -335,7 +335,7 @@ impl EventReader {
                     for e in self.emitters.values() {
                         e.forget();
                     }
-                    let delay = crate::stages::backoff(failures, Duration::from_secs(30));
+                    let delay = crate::runtime::backoff(failures, Duration::from_secs(30));
                     warn!(failures, %error, delay_ms = delay.as_millis() as u64, "bullhorn event step failed, recovering");
                     crate::observe::retry("ingest", "crm", &error);
                     tokio::select! {

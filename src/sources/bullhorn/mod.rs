@@ -17,7 +17,7 @@ use super::emit::Emitter;
 use super::SourceError;
 use crate::config::{BullhornConfig, BullhornMode, Config};
 use crate::kafka::{Producer, Topics};
-use crate::stages::StageCtx;
+use crate::runtime::RunCtx;
 
 /// `source` column of this source's cursors.
 pub const SOURCE: &str = "bullhorn";
@@ -52,7 +52,7 @@ pub fn fields_of(cfg: &BullhornConfig, entity: &str) -> String {
 }
 
 /// Runs the source until shutdown (or caught up in one-shot mode).
-pub async fn run(ctx: StageCtx) -> Result<(), SourceError> {
+pub async fn run(ctx: RunCtx) -> Result<(), SourceError> {
     run_with(&ctx.cfg, ctx.shutdown.clone(), ctx.until_caught_up).await
 }
 

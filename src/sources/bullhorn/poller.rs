@@ -126,7 +126,7 @@ impl EntityPoller {
                     // Count only failures without progress: a cycle that moved the cursor was not stuck.
                     failures = if progressed { 1 } else { failures + 1 };
                     self.emitter.forget();
-                    let delay = crate::stages::backoff(failures, Duration::from_secs(30));
+                    let delay = crate::runtime::backoff(failures, Duration::from_secs(30));
                     warn!(%entity, failures, %error, delay_ms = delay.as_millis() as u64, "bullhorn poll failed, retrying from the saved cursor");
                     crate::observe::retry("ingest", "crm", &error);
                     tokio::select! {
@@ -290,7 +290,7 @@ async fn fetch_page_retrying(
                 if error.is_retriable() && failures < PAGE_RETRIES && !shutdown.is_cancelled() =>
             {
                 failures += 1;
-                let delay = crate::stages::backoff(failures, Duration::from_secs(10));
+                let delay = crate::runtime::backoff(failures, Duration::from_secs(10));
                 warn!(entity = %s.entity, failures, %error, delay_ms = delay.as_millis() as u64, "bullhorn page failed, retrying");
                 crate::observe::retry("ingest", "crm", &error);
                 tokio::time::sleep(delay).await;

@@ -373,7 +373,7 @@ async fn commit_page(
         match res {
             Ok(n) => return Ok(n),
             Err(error) if error.is_retriable() => {
-                let wait = super::super::backoff(attempt, Duration::from_secs(30));
+                let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
                 tracing::warn!(%error, attempt, "backfill write failed, retrying");
                 tokio::time::sleep(wait).await;
                 attempt += 1;
