@@ -155,6 +155,19 @@ impl CursorStore {
         Ok(())
     }
 
+    /// Waits until Kafka acknowledged every one of `deliveries` (the events the cursor covers), then
+    /// stores the cursor of `key`; nothing is saved if a delivery failed.
+    pub async fn save_acked<T: Serialize>(
+        &self,
+        deliveries: Vec<crate::kafka::Delivery>,
+        key: &str,
+        value: &T,
+    ) -> Result<usize, SourceError> {
+        let n = super::emit::acked(deliveries).await?;
+        self.save(key, value).await?;
+        Ok(n)
+    }
+
     /// The stored phase of `entity`, if any.
     pub async fn phase(&self, entity: &str) -> Result<Option<PhaseState>, SourceError> {
         let client = self.pool.get().await?;

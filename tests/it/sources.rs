@@ -152,6 +152,27 @@ async fn standby_takes_over_within_seconds_after_sigkill_of_the_active_instance(
     );
     let text = crmflow::status::render(&s);
     assert!(text.contains(&second), "{text}");
+    // The same through the CLI.
+    let out = crmflow_cmd(&cfg)
+        .args(["status", "--json"])
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    let readers = json["readers"].as_array().expect("readers");
+    assert_eq!(readers[0]["source"], "bullhorn");
+    assert_eq!(readers[0]["active"], second.as_str());
+    let candidate = json["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["entity"] == "Candidate")
+        .expect("Candidate");
+    assert_eq!(candidate["phase"], "polling");
     b.kill().ok();
 }
 
