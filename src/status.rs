@@ -465,3 +465,68 @@ pub fn render(s: &Status) -> String {
     );
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(
+        entity: &str,
+        phase: Option<&str>,
+        read: Option<i64>,
+        total: Option<i64>,
+    ) -> SourceStatus {
+        SourceStatus {
+            source: "bullhorn".into(),
+            entity: entity.into(),
+            cursor: serde_json::Value::Null,
+            cursor_saved_at: None,
+            synced_at: None,
+            lag_seconds: None,
+            phase: phase.map(str::to_owned),
+            snapshot_read: read,
+            snapshot_total: total,
+        }
+    }
+
+    #[test]
+    fn render_shows_phases_and_active_and_standby_instances() {
+        let at = Utc::now();
+        let s = Status {
+            at,
+            stages: Vec::new(),
+            sources: vec![
+                source("Candidate", Some("snapshot"), Some(1200), Some(5000)),
+                source("JobOrder", Some("streaming"), Some(50), Some(50)),
+                source("Placement", Some("snapshot"), Some(0), None),
+                source("events/crmflow", None, None, None),
+            ],
+            readers: vec![SourceReaders {
+                source: "bullhorn".into(),
+                active: Some("host-a:41".into()),
+                epoch: Some(3),
+                active_since: Some(at - chrono::Duration::seconds(5)),
+                lease_expires_at: Some(at),
+                standby: vec!["host-b:42".into(), "host-c:43".into()],
+            }],
+            dlq_depth: 0,
+        };
+        let text = render(&s);
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+                .to_owned()
+        };
+        assert!(line("bullhorn/Candidate").ends_with("snapshot 1200/5000"));
+        assert!(line("bullhorn/JobOrder").ends_with("streaming"));
+        assert!(line("bullhorn/Placement").ends_with("snapshot 0/?"));
+        assert!(line("bullhorn/events/crmflow").ends_with(" -"));
+        let readers = line("bullhorn  ");
+        assert!(
+            readers.contains("host-a:41 (epoch 3, since 5s ago)"),
+            "{readers}"
+        );
+        assert!(readers.ends_with("host-b:42, host-c:43"), "{readers}");
+    }
+}
