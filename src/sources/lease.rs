@@ -17,6 +17,9 @@
 //! The epoch is what fences: a takeover increments it, and every cursor write and renewal of the old
 //! epoch then fails. A lease that expired but was not taken over (a slow renewal on a loaded machine)
 //! is renewed as if nothing happened, since nobody else has read or written in between.
+//!
+//! A one-shot run (`--until-caught-up`) is a reader like any other: while another process holds the
+//! lease it waits on standby, and it releases the lease once it has caught up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
