@@ -576,3 +576,32 @@ async fn properties_and_single_objects() {
         .is_none());
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_that_meet_an_expired_token_share_one_refresh() {
+    let sim = sim(|_| {}).await;
+    let client = HubSpotClient::new(oauth(&sim)).expect("client");
+    let one = ListParams {
+        limit: Some(1),
+        ..Default::default()
+    };
+    client
+        .get_page::<CrmObject>("contacts", &one)
+        .await
+        .expect("first token");
+    sim.expire_access_tokens();
+    let calls = (0..8).map(|_| {
+        let c = client.clone();
+        let p = one.clone();
+        async move { c.get_page::<CrmObject>("contacts", &p).await }
+    });
+    for r in futures::future::join_all(calls).await {
+        r.expect("call after refresh");
+    }
+    assert_eq!(
+        sim.stats().tokens_issued,
+        2,
+        "eight 401s, one refresh (the generation check)"
+    );
+    sim.shutdown().await;
+}
