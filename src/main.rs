@@ -163,6 +163,9 @@ enum SimCommand {
     Bullhorn(crmflow_bullhorn::sim::SimArgs),
     /// The ML embedding service (text-embeddings-inference and OpenAI-compatible).
     Ml(crmflow_embedding::sim::SimArgs),
+    /// A Salesforce org over TLS (OAuth, SOAP login, REST/SOQL, Pub/Sub API over gRPC), with seeded data and
+    /// faults.
+    Salesforce(crmflow_salesforce::sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -261,6 +264,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         Command::Sim {
             command: SimCommand::Bullhorn(args),
         } => crmflow_bullhorn::sim::run(args).await?,
+        Command::Sim {
+            command: SimCommand::Salesforce(args),
+        } => crmflow_salesforce::sim::run(args).await?,
         Command::Topics => {
             let specs = crmflow::pipeline::topic_specs(&cfg);
             crmflow::kafka::ensure_topics(&cfg.kafka, &specs).await?;
