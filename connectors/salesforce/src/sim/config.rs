@@ -78,6 +78,9 @@ pub struct SimArgs {
     /// Days `sobjects/{type}/updated` reaches back.
     #[arg(long, default_value_t = 30)]
     pub updated_window_days: u32,
+    /// Resolution of the updated/deleted windows, in seconds (Salesforce ignores seconds: 60).
+    #[arg(long, default_value_t = 60)]
+    pub window_resolution_secs: u64,
     /// Seconds change events stay replayable over the Pub/Sub API.
     #[arg(long, default_value_t = 72 * 3600)]
     pub event_retention_secs: u64,
@@ -155,6 +158,8 @@ pub struct SimConfig {
     pub deleted_retention_days: u32,
     /// `updated` reach, days.
     pub updated_window_days: u32,
+    /// Window resolution, s.
+    pub window_resolution_secs: u64,
     /// Event retention, s.
     pub event_retention_secs: u64,
     /// Keepalive interval, s.
@@ -237,6 +242,7 @@ impl SimConfig {
             history_days: a.history_days,
             deleted_retention_days: a.deleted_retention_days,
             updated_window_days: a.updated_window_days,
+            window_resolution_secs: a.window_resolution_secs,
             event_retention_secs: a.event_retention_secs,
             keepalive_secs: a.keepalive_secs,
             max_events_per_response: a.max_events_per_response,
@@ -269,6 +275,9 @@ impl SimConfig {
         }
         if self.min_batch_size == 0 || self.default_batch_size < self.min_batch_size {
             return Err("batch sizes must satisfy 0 < min_batch_size <= default_batch_size".into());
+        }
+        if self.window_resolution_secs == 0 {
+            return Err("window_resolution_secs must be > 0".into());
         }
         if !self.position_object.ends_with("__c") {
             return Err("position_object must be a custom object name ending in __c".into());

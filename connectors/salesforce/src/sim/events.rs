@@ -75,6 +75,8 @@ pub struct EventBus {
     pub published: u64,
     /// Events purged by retention.
     pub purged: u64,
+    /// Highest replay id purged (0: none): a replay id up to it is past the retention window.
+    pub purged_through: u64,
     user_id: String,
 }
 
@@ -140,6 +142,7 @@ impl EventBus {
             faults: EventFaults::default(),
             published: 0,
             purged: 0,
+            purged_through: 0,
             user_id,
         })
     }
@@ -164,9 +167,15 @@ impl EventBus {
         self.events.front().map(|e| e.replay)
     }
 
-    /// Oldest replay id a CUSTOM subscription may start after: anything older was purged.
-    pub fn oldest_valid_start(&self) -> u64 {
-        self.earliest().map(|e| e - 1).unwrap_or(self.tip())
+    /// Where an EARLIEST subscription starts after: the last purged replay id.
+    pub fn earliest_start(&self) -> u64 {
+        self.purged_through
+    }
+
+    /// Whether a CUSTOM subscription may start after `replay`: its event must still be retained (or be the
+    /// tip of an empty bus that never purged anything).
+    pub fn valid_start(&self, replay: u64) -> bool {
+        replay > self.purged_through && replay <= self.tip() || (replay == 0 && self.purged_through == 0)
     }
 
     /// Events with replay id greater than `after` (at most `max`), for object `filter` (`None` = all).
@@ -191,7 +200,9 @@ impl EventBus {
             .front()
             .is_some_and(|e| e.at_ms < now_ms - self.retention_ms)
         {
-            self.events.pop_front();
+            if let Some(e) = self.events.pop_front() {
+                self.purged_through = e.replay;
+            }
             self.purged += 1;
         }
     }
@@ -199,6 +210,9 @@ impl EventBus {
     /// Drops every stored event (as if the retention window had passed).
     pub fn purge_all(&mut self) {
         self.purged += self.events.len() as u64;
+        if let Some(e) = self.events.back() {
+            self.purged_through = e.replay;
+        }
         self.events.clear();
     }
 

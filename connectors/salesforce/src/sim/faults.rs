@@ -143,7 +143,10 @@ pub async fn layer(State(s): State<Shared>, req: Request, next: Next) -> Respons
         } else {
             None
         };
-        let fail = if f.fail_next > 0 {
+        // One fault per request: a hung request is served (late) without another fault.
+        let fail = if hang.is_some() {
+            false
+        } else if f.fail_next > 0 {
             f.fail_next -= 1;
             true
         } else {

@@ -127,9 +127,9 @@ impl PubSub for PubSubService {
                 bus.purge_expired(chrono::Utc::now().timestamp_millis());
                 let start = match ReplayPreset::try_from(first.replay_preset).unwrap_or(ReplayPreset::Latest) {
                     ReplayPreset::Latest => Ok(bus.tip()),
-                    ReplayPreset::Earliest => Ok(bus.oldest_valid_start()),
+                    ReplayPreset::Earliest => Ok(bus.earliest_start()),
                     ReplayPreset::Custom => match decode_replay(&first.replay_id) {
-                        Some(r) if r >= bus.oldest_valid_start() && r <= bus.tip() => Ok(r),
+                        Some(r) if bus.valid_start(r) => Ok(r),
                         _ => Err(status(
                             tonic::Code::InvalidArgument,
                             "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted",
@@ -161,7 +161,7 @@ impl PubSub for PubSubService {
                     let batch = {
                         let mut bus = shared.bus.lock();
                         bus.purge_expired(chrono::Utc::now().timestamp_millis());
-                        if bus.earliest().is_some_and(|e| e > cursor + 1) {
+                        if cursor < bus.purged_through {
                             // The stream fell behind the retention window: events were lost to it.
                             Err(status(
                                 tonic::Code::InvalidArgument,

@@ -247,13 +247,14 @@ pub async fn get_record(
     }
 }
 
-fn window(p: &HashMap<String, String>, reach_days: u32) -> Result<(i64, i64), Response> {
+fn window(p: &HashMap<String, String>, reach_days: u32, resolution_secs: u64) -> Result<(i64, i64), Response> {
     let bad = |m: &str| api_error(StatusCode::BAD_REQUEST, "INVALID_REPLICATION_DATE", m);
     let start = p.get("start").and_then(|v| parse_datetime(v)).ok_or_else(|| bad("start must be a valid dateTime"))?;
     let end = p.get("end").and_then(|v| parse_datetime(v)).ok_or_else(|| bad("end must be a valid dateTime"))?;
     let now = Utc::now();
-    // Salesforce ignores seconds: both ends go down to the minute, and the covered end cannot pass now.
-    let minute = TimeDelta::minutes(1);
+    // Salesforce ignores seconds: both ends go down to the minute (the resolution), and the covered end
+    // cannot pass now.
+    let minute = TimeDelta::seconds(resolution_secs as i64);
     let start = start.duration_trunc(minute).unwrap_or(start);
     let end = end.min(now).duration_trunc(minute).unwrap_or(end);
     if end < start {
@@ -267,7 +268,7 @@ fn window(p: &HashMap<String, String>, reach_days: u32) -> Result<(i64, i64), Re
 
 /// `GET /services/data/{v}/sobjects/{type}/updated?start=&end=`.
 pub async fn updated(State(s): State<Shared>, Path((_v, obj)): Path<(String, String)>, Query(p): Query<HashMap<String, String>>) -> Response {
-    let (start, end) = match window(&p, s.config.updated_window_days) {
+    let (start, end) = match window(&p, s.config.updated_window_days, s.config.window_resolution_secs) {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -290,7 +291,11 @@ fn format_ms(ms: i64) -> String {
 
 /// `GET /services/data/{v}/sobjects/{type}/deleted?start=&end=`.
 pub async fn deleted(State(s): State<Shared>, Path((_v, obj)): Path<(String, String)>, Query(p): Query<HashMap<String, String>>) -> Response {
-    let (start, end) = match window(&p, s.config.updated_window_days.max(s.config.deleted_retention_days)) {
+    let (start, end) = match window(
+        &p,
+        s.config.updated_window_days.max(s.config.deleted_retention_days),
+        s.config.window_resolution_secs,
+    ) {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -302,7 +307,7 @@ pub async fn deleted(State(s): State<Shared>, Path((_v, obj)): Path<(String, Str
     db.purge_deleted_log(o, retention_start);
     let earliest = db.objects[o].log_purged_before_ms.max(retention_start);
     let earliest = chrono::DateTime::from_timestamp_millis(earliest)
-        .and_then(|t| t.duration_trunc(TimeDelta::minutes(1)).ok())
+        .and_then(|t| t.duration_trunc(TimeDelta::seconds(s.config.window_resolution_secs as i64)).ok())
         .map(|t| t.timestamp_millis())
         .unwrap_or(earliest);
     Json(DeletedResult {

@@ -265,6 +265,10 @@ impl Db {
                 }
             }
         }
+        // An update always stamps LastModifiedDate, even within the same millisecond as the last write.
+        if !changed.iter().any(|c| c == "LastModifiedDate") {
+            changed.push("LastModifiedDate".to_string());
+        }
         let values = changed
             .iter()
             .map(|k| (k.clone(), rec.fields[k].clone()))

@@ -30,6 +30,9 @@ async fn simple_salesforce_works_against_the_simulator() {
             .env("SF_INSTANCE_URL", &base_url)
             .env("SF_SESSION_ID", &token)
             .env("SF_CA", &ca)
+            // requests lets these override a session's `verify`; point them at the simulator's CA too.
+            .env("REQUESTS_CA_BUNDLE", &ca)
+            .env("CURL_CA_BUNDLE", &ca)
             .env("SF_USERNAME", &c.username)
             .env("SF_PASSWORD", &c.password)
             .env("SF_SECURITY_TOKEN", &c.security_token)

@@ -159,14 +159,20 @@ async fn malformed_and_invalid_queries() {
 
 #[tokio::test]
 async fn updated_and_deleted_windows() {
-    let sim = start(SimConfig::for_tests()).await;
+    let mut cfg = SimConfig::for_tests();
+    // One-second windows instead of Salesforce's minutes, so the test need not wait a minute.
+    cfg.window_resolution_secs = 1;
+    let sim = start(cfg).await;
     let c = cc_client(&sim);
     let start = Utc::now() - TimeDelta::minutes(2);
     let id = sim.insert("Contact", json!({"LastName": "Window", "Email": "w@example.com"})).unwrap();
     let victim = sim.insert("Contact", json!({"LastName": "Victim"})).unwrap();
     sim.delete("Contact", &victim).unwrap();
-    // Minute resolution: the window has to end in a later minute than the writes.
+    // Window resolution: writes of the current second (minute, in Salesforce) are not covered yet.
     let end = Utc::now() + TimeDelta::minutes(2);
+    let early = c.updated("Contact", start, end).await.unwrap();
+    assert!(!early.ids.contains(&id), "the current second is not covered yet");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let up = c.updated("Contact", start, end).await.unwrap();
     assert!(up.ids.contains(&id) && !up.ids.contains(&victim), "{up:?}");
     let covered = parse_datetime(&up.latest_date_covered).unwrap();
