@@ -53,9 +53,7 @@ pub fn client_config(
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = extra_ca_pem {
         for cert in parse_pem_certs(pem)? {
-            roots
-                .add(cert)
-                .map_err(|e| TlsError::Pem(e.to_string()))?;
+            roots.add(cert).map_err(|e| TlsError::Pem(e.to_string()))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

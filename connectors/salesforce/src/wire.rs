@@ -262,8 +262,19 @@ mod tests {
     #[test]
     fn limit_info_header() {
         let u = ApiUsage::parse("api-usage=25/15000").unwrap();
-        assert_eq!(u, ApiUsage { used: 25, max: 15000 });
-        assert_eq!(ApiUsage::parse("per-app-api-usage=1/2, api-usage=3/4").unwrap().used, 3);
+        assert_eq!(
+            u,
+            ApiUsage {
+                used: 25,
+                max: 15000
+            }
+        );
+        assert_eq!(
+            ApiUsage::parse("per-app-api-usage=1/2, api-usage=3/4")
+                .unwrap()
+                .used,
+            3
+        );
         assert_eq!(ApiUsage::parse("nonsense"), None);
         assert_eq!(u.header_value(), "api-usage=25/15000");
     }

@@ -71,7 +71,9 @@ impl SalesforceClient {
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("crmflow-salesforce/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.ca_pem {
-            for cert in crate::tls::parse_pem_certs(pem).map_err(|e| ClientError::Config(e.to_string()))? {
+            for cert in
+                crate::tls::parse_pem_certs(pem).map_err(|e| ClientError::Config(e.to_string()))?
+            {
                 let c = reqwest::Certificate::from_der(&cert)
                     .map_err(|e| ClientError::Config(e.to_string()))?;
                 builder = builder.add_root_certificate(c);
@@ -81,7 +83,11 @@ impl SalesforceClient {
             .build()
             .map_err(|e| ClientError::Config(e.to_string()))?;
         Ok(Self {
-            budget: Budget::new(config.budget_share, config.budget_recheck, config.budget_wait_max),
+            budget: Budget::new(
+                config.budget_share,
+                config.budget_recheck,
+                config.budget_wait_max,
+            ),
             http,
             config,
             session: tokio::sync::Mutex::new(None),
@@ -167,7 +173,9 @@ impl SalesforceClient {
 
     /// Reads `/limits` (which the budget gate does not block) and records the daily usage.
     async fn refresh_usage(&self) -> Result<ApiUsage, ClientError> {
-        let v: Value = self.send_json(&Req::get("limits", self.data_path("limits/")), false).await?;
+        let v: Value = self
+            .send_json(&Req::get("limits", self.data_path("limits/")), false)
+            .await?;
         let daily = &v["DailyApiRequests"];
         let max = daily["Max"].as_u64().unwrap_or(0);
         let remaining = daily["Remaining"].as_u64().unwrap_or(0);
@@ -185,7 +193,11 @@ impl SalesforceClient {
             .await
     }
 
-    async fn send_json<T: DeserializeOwned>(&self, req: &Req<'_>, gated: bool) -> Result<T, ClientError> {
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        req: &Req<'_>,
+        gated: bool,
+    ) -> Result<T, ClientError> {
         let body = self.call(req, gated).await?;
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
             endpoint: req.endpoint.to_string(),
@@ -208,7 +220,10 @@ impl SalesforceClient {
             };
             match &err {
                 ClientError::InvalidSession { .. } if !reauthenticated => {
-                    tracing::info!(endpoint = req.endpoint, "salesforce session expired, authenticating again");
+                    tracing::info!(
+                        endpoint = req.endpoint,
+                        "salesforce session expired, authenticating again"
+                    );
                     reauthenticated = true;
                     self.renew_session(&session).await?;
                     continue;
@@ -286,12 +301,18 @@ impl SalesforceClient {
             (401, _) => ClientError::InvalidSession { endpoint },
             (403, "REQUEST_LIMIT_EXCEEDED") => ClientError::LimitExceeded {
                 endpoint,
-                message: errors.first().map(|e| e.message.clone()).unwrap_or_default(),
+                message: errors
+                    .first()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
             },
             (s, _) if s >= 500 => ClientError::Server {
                 endpoint,
                 status: s,
-                message: errors.first().map(|e| e.message.clone()).unwrap_or_default(),
+                message: errors
+                    .first()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
             },
             (s, _) => ClientError::Api {
                 endpoint,
@@ -351,7 +372,10 @@ impl SalesforceClient {
 
     /// `SELECT COUNT() FROM {sobject}`.
     pub async fn count(&self, sobject: &str) -> Result<u64, ClientError> {
-        Ok(self.query(&format!("SELECT COUNT() FROM {sobject}")).await?.total_size)
+        Ok(self
+            .query(&format!("SELECT COUNT() FROM {sobject}"))
+            .await?
+            .total_size)
     }
 
     fn window(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(&'static str, String)> {
@@ -366,7 +390,10 @@ impl SalesforceClient {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<UpdatedResult, ClientError> {
-        let mut req = Req::get("updated", self.data_path(&format!("sobjects/{sobject}/updated/")));
+        let mut req = Req::get(
+            "updated",
+            self.data_path(&format!("sobjects/{sobject}/updated/")),
+        );
         req.query = Self::window(start, end);
         self.send_json(&req, true).await
     }
@@ -379,7 +406,10 @@ impl SalesforceClient {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<DeletedResult, ClientError> {
-        let mut req = Req::get("deleted", self.data_path(&format!("sobjects/{sobject}/deleted/")));
+        let mut req = Req::get(
+            "deleted",
+            self.data_path(&format!("sobjects/{sobject}/deleted/")),
+        );
         req.query = Self::window(start, end);
         self.send_json(&req, true).await
     }
@@ -391,7 +421,10 @@ impl SalesforceClient {
         id: &str,
         fields: Option<&[&str]>,
     ) -> Result<Map<String, Value>, ClientError> {
-        let mut req = Req::get("sobject", self.data_path(&format!("sobjects/{sobject}/{id}")));
+        let mut req = Req::get(
+            "sobject",
+            self.data_path(&format!("sobjects/{sobject}/{id}")),
+        );
         if let Some(f) = fields {
             req.query.push(("fields", f.join(",")));
         }
@@ -417,7 +450,9 @@ impl SalesforceClient {
                 method: Method::POST,
                 path: self.data_path(&format!("composite/sobjects/{sobject}")),
                 query: Vec::new(),
-                json: Some(serde_json::to_value(&body).map_err(|e| ClientError::Config(e.to_string()))?),
+                json: Some(
+                    serde_json::to_value(&body).map_err(|e| ClientError::Config(e.to_string()))?,
+                ),
                 batch_size: false,
             };
             let page: Vec<Option<Map<String, Value>>> = self.send_json(&req, true).await?;
@@ -428,7 +463,10 @@ impl SalesforceClient {
 
     /// Field metadata (`sobjects/{type}/describe`).
     pub async fn describe(&self, sobject: &str) -> Result<DescribeSObject, ClientError> {
-        let req = Req::get("describe", self.data_path(&format!("sobjects/{sobject}/describe/")));
+        let req = Req::get(
+            "describe",
+            self.data_path(&format!("sobjects/{sobject}/describe/")),
+        );
         self.send_json(&req, true).await
     }
 }

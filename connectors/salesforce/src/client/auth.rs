@@ -174,11 +174,10 @@ pub async fn login(
         endpoint: endpoint.into(),
         message: format!("instance_url: {e}"),
     })?;
-    let org_id = t
-        .id
-        .as_deref()
-        .and_then(org_of_identity)
-        .or_else(|| crate::ids::org_id_of_token(&t.access_token).map(str::to_string));
+    let org_id =
+        t.id.as_deref()
+            .and_then(org_of_identity)
+            .or_else(|| crate::ids::org_id_of_token(&t.access_token).map(str::to_string));
     tracing::debug!(instance_url = %instance_url, generation, "salesforce session obtained");
     Ok(Session {
         access_token: SecretString::from(t.access_token),
@@ -195,7 +194,8 @@ mod tests {
     #[test]
     fn org_id_from_identity_url() {
         assert_eq!(
-            org_of_identity("https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P").as_deref(),
+            org_of_identity("https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P")
+                .as_deref(),
             Some("00Dx0000000BV7z")
         );
         assert_eq!(org_of_identity("nonsense"), None);

@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(b.gate(None), Gate::Go);
         b.record(ApiUsage { used: 50, max: 100 });
         assert!(b.blocked());
-        assert_eq!(b.gate(Some(Instant::now())), Gate::GiveUp(ApiUsage { used: 50, max: 100 }));
+        assert_eq!(
+            b.gate(Some(Instant::now())),
+            Gate::GiveUp(ApiUsage { used: 50, max: 100 })
+        );
         b.record(ApiUsage { used: 10, max: 100 });
         assert_eq!(b.gate(None), Gate::Go);
         b.record_limit_exceeded();

@@ -116,16 +116,18 @@ impl ClientConfig {
         }
         if let Some(b) = self.query_batch_size {
             if !(200..=2000).contains(&b) {
-                return Err(format!("query_batch_size must be within 200..=2000, got {b}"));
+                return Err(format!(
+                    "query_batch_size must be within 200..=2000, got {b}"
+                ));
             }
         }
         if matches!(self.auth, AuthConfig::AccessToken { .. }) && self.instance_url.is_none() {
             return Err("an access token needs instance_url".into());
         }
         let v = self.api_version.trim_start_matches('v');
-        if v.split_once('.').is_none_or(|(a, b)| {
-            a.parse::<u32>().is_err() || b.parse::<u32>().is_err()
-        }) {
+        if v.split_once('.')
+            .is_none_or(|(a, b)| a.parse::<u32>().is_err() || b.parse::<u32>().is_err())
+        {
             return Err(format!(
                 "api_version must look like 62.0, got {}",
                 self.api_version

@@ -63,7 +63,11 @@ pub enum ClientError {
         message: String,
     },
     /// Any other error answer (400 `MALFORMED_QUERY`, 400 `INVALID_FIELD`, 404 `NOT_FOUND`, ...).
-    #[error("{endpoint} answered {status} {}: {}", first_code(errors), first_message(errors))]
+    #[error(
+        "{endpoint} answered {status} {}: {}",
+        first_code(errors),
+        first_message(errors)
+    )]
     Api {
         /// Endpoint label.
         endpoint: String,
@@ -137,7 +141,9 @@ impl ClientError {
     pub(crate) fn is_transient(&self) -> bool {
         matches!(
             self,
-            ClientError::Server { .. } | ClientError::Timeout { .. } | ClientError::Transport { .. }
+            ClientError::Server { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Transport { .. }
         )
     }
 
@@ -199,7 +205,12 @@ mod tests {
     #[test]
     fn retriable_table() {
         let cases: Vec<(ClientError, bool)> = vec![
-            (ClientError::InvalidSession { endpoint: "q".into() }, true),
+            (
+                ClientError::InvalidSession {
+                    endpoint: "q".into(),
+                },
+                true,
+            ),
             (
                 ClientError::LimitExceeded {
                     endpoint: "q".into(),
@@ -215,7 +226,12 @@ mod tests {
                 },
                 true,
             ),
-            (ClientError::Timeout { endpoint: "q".into() }, true),
+            (
+                ClientError::Timeout {
+                    endpoint: "q".into(),
+                },
+                true,
+            ),
             (api("MALFORMED_QUERY"), false),
             (
                 ClientError::Auth(AuthError::Refused {
@@ -230,6 +246,8 @@ mod tests {
             assert_eq!(e.is_retriable(), want, "{e}");
         }
         assert_eq!(api("MALFORMED_QUERY").error_code(), Some("MALFORMED_QUERY"));
-        assert!(api("MALFORMED_QUERY").to_string().contains("MALFORMED_QUERY"));
+        assert!(api("MALFORMED_QUERY")
+            .to_string()
+            .contains("MALFORMED_QUERY"));
     }
 }

@@ -80,7 +80,10 @@ pub fn to_json(v: &Avro) -> Value {
         Avro::Null => Value::Null,
         Avro::Boolean(b) => Value::Bool(*b),
         Avro::Int(i) | Avro::Date(i) | Avro::TimeMillis(i) => Value::from(*i),
-        Avro::Long(l) | Avro::TimestampMillis(l) | Avro::TimestampMicros(l) | Avro::TimeMicros(l) => Value::from(*l),
+        Avro::Long(l)
+        | Avro::TimestampMillis(l)
+        | Avro::TimestampMicros(l)
+        | Avro::TimeMicros(l) => Value::from(*l),
         Avro::Float(f) => Value::from(f64::from(*f)),
         Avro::Double(d) => Value::from(*d),
         Avro::String(s) | Avro::Enum(_, s) => Value::String(s.clone()),
@@ -90,19 +93,31 @@ pub fn to_json(v: &Avro) -> Value {
         Avro::Union(_, inner) => to_json(inner),
         Avro::Array(a) => Value::Array(a.iter().map(to_json).collect()),
         Avro::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
-        Avro::Record(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Avro::Record(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
         other => Value::String(format!("{other:?}")),
     }
 }
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Decodes one payload with its writer schema.
-pub fn decode(schema: &Schema, payload: &[u8]) -> Result<(ChangeEventHeader, Map<String, Value>), PubSubError> {
+pub fn decode(
+    schema: &Schema,
+    payload: &[u8],
+) -> Result<(ChangeEventHeader, Map<String, Value>), PubSubError> {
     let names: Vec<String> = match schema {
         Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
         _ => return Err(PubSubError::Decode("event schema is not a record".into())),
@@ -150,7 +165,10 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(decode_bitmap("0x0A", &names), vec!["A", "C"]);
-        assert_eq!(decode_bitmap("0x0101", &names), vec!["ChangeEventHeader", "H"]);
+        assert_eq!(
+            decode_bitmap("0x0101", &names),
+            vec!["ChangeEventHeader", "H"]
+        );
         assert_eq!(decode_bitmap("Email", &names), vec!["Email"]);
         assert_eq!(decode_bitmap("3-0x01", &names), vec!["C"]);
         assert!(decode_bitmap("0xZZ", &names).is_empty());

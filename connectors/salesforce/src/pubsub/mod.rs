@@ -23,12 +23,16 @@ pub use decode::{decode_bitmap, ChangeEventHeader};
 
 use crate::client::Session;
 use crate::proto::pub_sub_client::PubSubClient as Grpc;
-use crate::proto::{ConsumerEvent, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest, TopicInfo, TopicRequest};
+use crate::proto::{
+    ConsumerEvent, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest, TopicInfo,
+    TopicRequest,
+};
 
 /// The Pub/Sub API's public endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://api.pubsub.salesforce.com:7443";
 /// `error-code` trailer of a replay id outside the retention window (or otherwise invalid).
-pub const REPLAY_ID_CORRUPTED: &str = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted";
+pub const REPLAY_ID_CORRUPTED: &str =
+    "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted";
 
 /// Why a Pub/Sub call failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,13 @@ impl PubSubError {
 
     /// Whether the session must be renewed before trying again.
     pub fn is_auth(&self) -> bool {
-        matches!(self, PubSubError::Status { code: tonic::Code::Unauthenticated, .. })
+        matches!(
+            self,
+            PubSubError::Status {
+                code: tonic::Code::Unauthenticated,
+                ..
+            }
+        )
     }
 
     /// Whether subscribing again (after backoff, and after renewing the session when [`Self::is_auth`]) can
@@ -126,10 +136,9 @@ impl Credentials {
         Ok(Self {
             access_token: s.access_token.clone(),
             instance_url: s.instance_url.as_str().trim_end_matches('/').to_string(),
-            tenant_id: s
-                .org_id
-                .clone()
-                .ok_or_else(|| PubSubError::Config("the session does not name its org (tenant) id".into()))?,
+            tenant_id: s.org_id.clone().ok_or_else(|| {
+                PubSubError::Config("the session does not name its org (tenant) id".into())
+            })?,
         })
     }
 }
@@ -227,14 +236,18 @@ impl PubSubClient {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                 let name = rustls_pki_types::ServerName::try_from(host)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, tcp)
+                    .await?;
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         });
         let channel = endpoint
             .connect_with_connector(connector)
             .await
-            .map_err(|e| PubSubError::Transport(format!("{e}: {:?}", std::error::Error::source(&e))))?;
+            .map_err(|e| {
+                PubSubError::Transport(format!("{e}: {:?}", std::error::Error::source(&e)))
+            })?;
         Ok(Self {
             grpc: Grpc::new(channel).max_decoding_message_size(64 << 20),
             creds: Arc::new(Mutex::new(creds)),
@@ -253,7 +266,8 @@ impl PubSubClient {
         let mut r = Request::new(msg);
         let md = r.metadata_mut();
         let val = |s: &str| -> Result<MetadataValue<_>, PubSubError> {
-            s.parse().map_err(|_| PubSubError::Config("credentials are not valid header values".into()))
+            s.parse()
+                .map_err(|_| PubSubError::Config("credentials are not valid header values".into()))
         };
         md.insert("accesstoken", val(c.access_token.expose_secret())?);
         md.insert("instanceurl", val(&c.instance_url)?);
@@ -290,14 +304,21 @@ impl PubSubClient {
             .map_err(PubSubError::from_status)?
             .into_inner();
         let schema = Arc::new(
-            apache_avro::Schema::parse_str(&info.schema_json).map_err(|e| PubSubError::Decode(e.to_string()))?,
+            apache_avro::Schema::parse_str(&info.schema_json)
+                .map_err(|e| PubSubError::Decode(e.to_string()))?,
         );
-        self.schemas.lock().insert(schema_id.to_string(), schema.clone());
+        self.schemas
+            .lock()
+            .insert(schema_id.to_string(), schema.clone());
         Ok(schema)
     }
 
     /// Opens a subscription to `topic` from `start`.
-    pub async fn subscribe(&self, topic: &str, start: ReplayStart) -> Result<Subscription, PubSubError> {
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        start: ReplayStart,
+    ) -> Result<Subscription, PubSubError> {
         let (preset, replay_id) = match start {
             ReplayStart::Latest => (ReplayPreset::Latest, Vec::new()),
             ReplayStart::Earliest => (ReplayPreset::Earliest, Vec::new()),

@@ -129,16 +129,28 @@ pub async fn token(
                 ),
             };
             if id != s.config.client_id {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_client_id", "client identifier invalid");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client_id",
+                    "client identifier invalid",
+                );
             }
             if secret != s.config.client_secret {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "invalid client credentials");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_client",
+                    "invalid client credentials",
+                );
             }
             token_answer(&s, true)
         }
         Some(JWT_BEARER_GRANT) => {
             let Some(assertion) = form.get("assertion") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "assertion required");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "assertion required",
+                );
             };
             match verify_jwt(&s, assertion) {
                 Ok(()) => token_answer(&s, false),
@@ -150,14 +162,20 @@ pub async fn token(
             "unsupported_grant_type",
             &format!("grant type not supported: {other}"),
         ),
-        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type required"),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type required",
+        ),
     }
 }
 
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get("authorization")?.to_str().ok()?;
     let b = v.strip_prefix("Basic ")?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(b.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (a, b) = text.split_once(':')?;
     Some((a.to_string(), b.to_string()))
@@ -174,7 +192,10 @@ struct Claims {
 /// who may use the app, `aud` = the login host, `exp` no more than 3 minutes ahead (and not past).
 fn verify_jwt(s: &Shared, assertion: &str) -> Result<(), (&'static str, String)> {
     let Some(pem) = &s.config.jwt_public_key_pem else {
-        return Err(("invalid_grant", "no certificate is configured for this connected app".into()));
+        return Err((
+            "invalid_grant",
+            "no certificate is configured for this connected app".into(),
+        ));
     };
     let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
         .map_err(|e| ("invalid_grant", format!("bad configured key: {e}")))?;
@@ -189,7 +210,9 @@ fn verify_jwt(s: &Shared, assertion: &str) -> Result<(), (&'static str, String)>
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
             ErrorKind::InvalidAudience => ("invalid_grant", "audience is invalid".to_string()),
-            ErrorKind::ExpiredSignature => ("invalid_grant", "expired authorization code".to_string()),
+            ErrorKind::ExpiredSignature => {
+                ("invalid_grant", "expired authorization code".to_string())
+            }
             _ => ("invalid_grant", "invalid assertion".to_string()),
         }
     })?;
@@ -202,7 +225,10 @@ fn verify_jwt(s: &Shared, assertion: &str) -> Result<(), (&'static str, String)>
     }
     let now = chrono::Utc::now().timestamp();
     if c.exp > now + 180 + 5 {
-        return Err(("invalid_grant", "invalid assertion: exp too far in the future".into()));
+        return Err((
+            "invalid_grant",
+            "invalid assertion: exp too far in the future".into(),
+        ));
     }
     Ok(())
 }
@@ -224,7 +250,9 @@ fn element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
         let after = xml[at + name.len()..].chars().next();
         let is_open = matches!(before, Some('<') | Some(':'))
             && matches!(after, Some('>'))
-            && xml[..at].rfind('<').is_some_and(|lt| !xml[lt..at].contains('/'));
+            && xml[..at]
+                .rfind('<')
+                .is_some_and(|lt| !xml[lt..at].contains('/'));
         if is_open {
             let start = at + name.len() + 1;
             let end = xml[start..].find("</")? + start;
@@ -248,14 +276,24 @@ fn soap_fault(code: &str, message: &str) -> Response {
 }
 
 /// `POST /services/Soap/u/{version}` with a partner-API `login` envelope.
-pub async fn soap_login(State(s): State<Shared>, Path(version): Path<String>, body: String) -> Response {
+pub async fn soap_login(
+    State(s): State<Shared>,
+    Path(version): Path<String>,
+    body: String,
+) -> Response {
     let (Some(user), Some(pass)) = (element(&body, "username"), element(&body, "password")) else {
-        return soap_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.");
+        return soap_fault(
+            "INVALID_LOGIN",
+            "Invalid username, password, security token; or user locked out.",
+        );
     };
     let (user, pass) = (xml_unescape(user), xml_unescape(pass));
     let expected = format!("{}{}", s.config.password, s.config.security_token);
     if user != s.config.username || pass != expected {
-        return soap_fault("INVALID_LOGIN", "Invalid username, password, security token; or user locked out.");
+        return soap_fault(
+            "INVALID_LOGIN",
+            "Invalid username, password, security token; or user locked out.",
+        );
     }
     let ttl = Duration::from_secs(s.config.session_ttl_secs);
     let session = s.auth.lock().issue(&s.org_id[..15], ttl);
@@ -284,7 +322,10 @@ mod tests {
     fn finds_prefixed_elements() {
         let xml = r#"<env:Body><n1:login xmlns:n1="urn:partner.soap.sforce.com"><n1:username>a@b.c</n1:username><n1:password>p&amp;wTOKEN</n1:password></n1:login></env:Body>"#;
         assert_eq!(element(xml, "username"), Some("a@b.c"));
-        assert_eq!(element(xml, "password").map(xml_unescape).as_deref(), Some("p&wTOKEN"));
+        assert_eq!(
+            element(xml, "password").map(xml_unescape).as_deref(),
+            Some("p&wTOKEN")
+        );
         assert_eq!(element("<username>x</username>", "username"), Some("x"));
         assert_eq!(element("no xml", "username"), None);
     }

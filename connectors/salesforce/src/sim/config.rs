@@ -282,7 +282,10 @@ impl SimConfig {
         if !self.position_object.ends_with("__c") {
             return Err("position_object must be a custom object name ending in __c".into());
         }
-        if self.contact_object.eq_ignore_ascii_case(&self.position_object) {
+        if self
+            .contact_object
+            .eq_ignore_ascii_case(&self.position_object)
+        {
             return Err("contact_object and position_object must differ".into());
         }
         Ok(())

@@ -27,7 +27,12 @@ fn object_state(s: &Shared, o: usize) -> Value {
 
 /// `GET /sim/state`: every record of every object (deleted ones with `IsDeleted` true).
 pub async fn state(State(s): State<Shared>) -> Response {
-    let names: Vec<String> = s.db.read().objects.iter().map(|o| o.def.name.clone()).collect();
+    let names: Vec<String> =
+        s.db.read()
+            .objects
+            .iter()
+            .map(|o| o.def.name.clone())
+            .collect();
     let mut m = Map::new();
     for (i, n) in names.into_iter().enumerate() {
         m.insert(n, object_state(&s, i));
@@ -40,13 +45,23 @@ pub async fn state_of(State(s): State<Shared>, Path(obj): Path<String>) -> Respo
     let o = s.db.read().object_index(&obj);
     match o {
         Some(o) => Json(object_state(&s, o)).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("unknown object {obj}")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("unknown object {obj}")})),
+        )
+            .into_response(),
     }
 }
 
 /// `GET|POST /sim/changes?count=N`: applies N random writes now.
-pub async fn changes(State(s): State<Shared>, Query(p): Query<HashMap<String, String>>) -> Response {
-    let n = p.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(1);
+pub async fn changes(
+    State(s): State<Shared>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
+    let n = p
+        .get("count")
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(1);
     let applied = s.random_changes(n);
     Json(json!({"requested": n, "applied": applied})).into_response()
 }
@@ -65,7 +80,13 @@ pub async fn faults(State(s): State<Shared>) -> Response {
 pub async fn patch_faults(State(s): State<Shared>, body: axum::body::Bytes) -> Response {
     let patch: FaultsPatch = match serde_json::from_slice(&body) {
         Ok(p) => p,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.to_string()})),
+            )
+                .into_response()
+        }
     };
     s.apply_faults(&patch);
     Json(s.faults.lock().clone()).into_response()

@@ -12,23 +12,86 @@ use super::schema::ObjectDef;
 use super::store::Db;
 
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger",
-    "Radia", "Tim", "Hedy", "John", "Katherine", "Guido", "Anita", "Bjarne", "Joan", "Niklaus",
-    "Zoë", "José", "Siobhán", "Øystein", "Mónica",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Tim",
+    "Hedy",
+    "John",
+    "Katherine",
+    "Guido",
+    "Anita",
+    "Bjarne",
+    "Joan",
+    "Niklaus",
+    "Zoë",
+    "José",
+    "Siobhán",
+    "Øystein",
+    "Mónica",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson", "Allen",
-    "Dijkstra", "Perlman", "Berners-Lee", "Lamarr", "McCarthy", "Johnson", "van Rossum", "Borg",
-    "Stroustrup", "Clarke", "Wirth", "O'Brien", "Müller", "Nakamura", "García",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Berners-Lee",
+    "Lamarr",
+    "McCarthy",
+    "Johnson",
+    "van Rossum",
+    "Borg",
+    "Stroustrup",
+    "Clarke",
+    "Wirth",
+    "O'Brien",
+    "Müller",
+    "Nakamura",
+    "García",
 ];
 const TITLES: &[&str] = &[
-    "Software Engineer", "Data Engineer", "Site Reliability Engineer", "Product Manager",
-    "Data Scientist", "Backend Developer", "Frontend Developer", "Engineering Manager",
-    "QA Engineer", "DevOps Engineer",
+    "Software Engineer",
+    "Data Engineer",
+    "Site Reliability Engineer",
+    "Product Manager",
+    "Data Scientist",
+    "Backend Developer",
+    "Frontend Developer",
+    "Engineering Manager",
+    "QA Engineer",
+    "DevOps Engineer",
 ];
 const SKILLS: &[&str] = &[
-    "Rust", "Kafka", "PostgreSQL", "Python", "Kubernetes", "Go", "TypeScript", "React", "AWS", "Terraform",
-    "Java", "Spark", "SQL", "gRPC", "Linux",
+    "Rust",
+    "Kafka",
+    "PostgreSQL",
+    "Python",
+    "Kubernetes",
+    "Go",
+    "TypeScript",
+    "React",
+    "AWS",
+    "Terraform",
+    "Java",
+    "Spark",
+    "SQL",
+    "gRPC",
+    "Linux",
 ];
 const CITIES: &[(&str, &str, &str)] = &[
     ("Boston", "MA", "US"),
@@ -121,7 +184,13 @@ pub fn position_fields(rng: &mut ChaCha8Rng, dirty: bool) -> Map<String, Value> 
 }
 
 /// The generated org.
-pub fn generate(cfg: &SimConfig, rng: &mut ChaCha8Rng, org_pod: &str, owner_id: String, now_ms: i64) -> Db {
+pub fn generate(
+    cfg: &SimConfig,
+    rng: &mut ChaCha8Rng,
+    org_pod: &str,
+    owner_id: String,
+    now_ms: i64,
+) -> Db {
     let mut db = Db::new(
         vec![
             ObjectDef::contact(&cfg.contact_object),
@@ -223,14 +292,27 @@ pub fn random_op(db: &Db, rng: &mut ChaCha8Rng) -> Option<RandomOp> {
                 match rng.random_range(0..4) {
                     0 => f.insert("Title".into(), json!(*TITLES.choose(rng)?)),
                     1 => f.insert("Skills__c".into(), json!(skills(rng))),
-                    2 => f.insert("Candidate_Status__c".into(), json!(*CONTACT_STATUS.choose(rng)?)),
-                    _ => f.insert("MobilePhone".into(), if rng.random_bool(0.5) { Value::Null } else { json!("+1 857 555 0101") }),
+                    2 => f.insert(
+                        "Candidate_Status__c".into(),
+                        json!(*CONTACT_STATUS.choose(rng)?),
+                    ),
+                    _ => f.insert(
+                        "MobilePhone".into(),
+                        if rng.random_bool(0.5) {
+                            Value::Null
+                        } else {
+                            json!("+1 857 555 0101")
+                        },
+                    ),
                 };
             } else {
                 match rng.random_range(0..3) {
                     0 => f.insert("Status__c".into(), json!(*POSITION_STATUS.choose(rng)?)),
                     1 => f.insert("Skills__c".into(), json!(skills(rng))),
-                    _ => f.insert("Salary_Max__c".into(), json!(rng.random_range(100..250) as f64 * 1000.0)),
+                    _ => f.insert(
+                        "Salary_Max__c".into(),
+                        json!(rng.random_range(100..250) as f64 * 1000.0),
+                    ),
                 };
             }
             RandomOp::Update(object, id, f)

@@ -103,7 +103,11 @@ fn bitmap(indexes: &[usize]) -> String {
     let hex: String = nibbles
         .iter()
         .rev()
-        .map(|n| char::from_digit(u32::from(*n), 16).unwrap_or('0').to_ascii_uppercase())
+        .map(|n| {
+            char::from_digit(u32::from(*n), 16)
+                .unwrap_or('0')
+                .to_ascii_uppercase()
+        })
         .collect();
     format!("0x{hex}")
 }
@@ -120,7 +124,11 @@ impl EventBus {
             let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&fp.bytes);
             let field_names = v["fields"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|f| f["name"].as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f["name"].as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             let s = Arc::new(EventSchema {
                 id: id.clone(),
@@ -175,7 +183,8 @@ impl EventBus {
     /// Whether a CUSTOM subscription may start after `replay`: its event must still be retained (or be the
     /// tip of an empty bus that never purged anything).
     pub fn valid_start(&self, replay: u64) -> bool {
-        replay > self.purged_through && replay <= self.tip() || (replay == 0 && self.purged_through == 0)
+        replay > self.purged_through && replay <= self.tip()
+            || (replay == 0 && self.purged_through == 0)
     }
 
     /// Events with replay id greater than `after` (at most `max`), for object `filter` (`None` = all).
@@ -272,14 +281,25 @@ impl EventBus {
         let nulled: Vec<usize> = c.nulled.iter().filter_map(|n| index_of(n)).collect();
         let strings = |v: Vec<String>| Avro::Array(v.into_iter().map(Avro::String).collect());
         let symbols = [
-            "CREATE", "UPDATE", "DELETE", "UNDELETE", "GAP_CREATE", "GAP_UPDATE", "GAP_DELETE",
-            "GAP_UNDELETE", "GAP_OVERFLOW", "SNAPSHOT",
+            "CREATE",
+            "UPDATE",
+            "DELETE",
+            "UNDELETE",
+            "GAP_CREATE",
+            "GAP_UPDATE",
+            "GAP_DELETE",
+            "GAP_UNDELETE",
+            "GAP_OVERFLOW",
+            "SNAPSHOT",
         ];
         let sym = symbols.iter().position(|s| *s == change_type).unwrap_or(0) as u32;
         let header = Avro::Record(vec![
             ("entityName".into(), Avro::String(def.name.clone())),
             ("recordIds".into(), strings(record_ids)),
-            ("changeType".into(), Avro::Enum(sym, change_type.to_string())),
+            (
+                "changeType".into(),
+                Avro::Enum(sym, change_type.to_string()),
+            ),
             (
                 "changeOrigin".into(),
                 Avro::String("com/salesforce/api/rest/62.0;client=crmflow-sim".into()),
@@ -291,7 +311,11 @@ impl EventBus {
             ("commitUser".into(), Avro::String(self.user_id.clone())),
             (
                 "nulledFields".into(),
-                strings(if nulled.is_empty() || header_only { vec![] } else { vec![bitmap(&nulled)] }),
+                strings(if nulled.is_empty() || header_only {
+                    vec![]
+                } else {
+                    vec![bitmap(&nulled)]
+                }),
             ),
             ("diffFields".into(), strings(vec![])),
             (

@@ -128,7 +128,11 @@ fn route_label(path: &str) -> String {
 }
 
 pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!([{"message": message, "errorCode": code}]))).into_response()
+    (
+        status,
+        Json(json!([{"message": message, "errorCode": code}])),
+    )
+        .into_response()
 }
 
 /// The middleware.
@@ -201,7 +205,11 @@ pub async fn layer(State(s): State<Shared>, req: Request, next: Next) -> Respons
     let mut resp = match usage {
         Some((_, true)) => {
             s.stats.lock().limit_exceeded += 1;
-            api_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            api_error(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            )
         }
         _ => next.run(req).await,
     };
@@ -223,8 +231,14 @@ mod tests {
     #[test]
     fn labels_and_counting() {
         assert_eq!(route_label("/services/data/v62.0/query/"), "query");
-        assert_eq!(route_label("/services/data/v62.0/sobjects/Contact/updated/"), "sobjects/Contact/updated");
-        assert_eq!(route_label("/services/data/v62.0/sobjects/Contact/003xx"), "sobjects/Contact/{id}");
+        assert_eq!(
+            route_label("/services/data/v62.0/sobjects/Contact/updated/"),
+            "sobjects/Contact/updated"
+        );
+        assert_eq!(
+            route_label("/services/data/v62.0/sobjects/Contact/003xx"),
+            "sobjects/Contact/{id}"
+        );
         assert!(counted("/services/data/v62.0/query"));
         assert!(!counted("/services/data/v62.0/limits/"));
         assert!(!counted("/services/oauth2/token"));

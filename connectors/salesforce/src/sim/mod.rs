@@ -114,7 +114,10 @@ pub(crate) type Shared = Arc<SharedState>;
 impl SharedState {
     /// The one write path: store, then the change-event bus, under the store lock so events are in commit
     /// order.
-    fn write(&self, f: impl FnOnce(&mut Db, i64) -> Result<Vec<Change>, store::WriteError>) -> Result<Vec<Change>, SimError> {
+    fn write(
+        &self,
+        f: impl FnOnce(&mut Db, i64) -> Result<Vec<Change>, store::WriteError>,
+    ) -> Result<Vec<Change>, SimError> {
         let mut db = self.db.write();
         let at = db.tick(chrono::Utc::now().timestamp_millis());
         let changes = f(&mut db, at)?;
@@ -152,7 +155,18 @@ impl SharedState {
             macro_rules! set {
                 ($($k:ident),*) => { $( if let Some(v) = p.$k { f.$k = v; } )* };
             }
-            set!(latency_ms, error_rate, fail_next, hang_next, hang_ms, limit_exceeded_next, daily_api_limit, api_usage, gap_next, overflow_next);
+            set!(
+                latency_ms,
+                error_rate,
+                fail_next,
+                hang_next,
+                hang_ms,
+                limit_exceeded_next,
+                daily_api_limit,
+                api_usage,
+                gap_next,
+                overflow_next
+            );
             let mut bus = self.bus.lock();
             bus.faults.gap_next = f.gap_next;
             bus.faults.overflow_next = f.overflow_next;
@@ -213,7 +227,10 @@ impl SharedState {
         let mut records = Map::new();
         for o in &db.objects {
             let deleted = o.records.values().filter(|r| r.is_deleted).count();
-            records.insert(o.def.name.clone(), json!({"total": o.records.len(), "deleted": deleted}));
+            records.insert(
+                o.def.name.clone(),
+                json!({"total": o.records.len(), "deleted": deleted}),
+            );
         }
         v["records"] = Value::Object(records);
         v
@@ -289,7 +306,8 @@ impl Simulator {
             let s = shared.clone();
             let rate = s.config.changes_per_sec;
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+                let mut tick =
+                    tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
                 loop {
                     tick.tick().await;
                     s.random_changes(1);
@@ -316,33 +334,61 @@ fn router(shared: Shared) -> Router {
         .route("/services/data/{v}/queryAll", get(rest::query_all))
         .route("/services/data/{v}/queryAll/", get(rest::query_all))
         .route("/services/data/{v}/queryAll/{next}", get(rest::query_more))
-        .route("/services/data/{v}/sobjects/{obj}/updated", get(rest::updated))
-        .route("/services/data/{v}/sobjects/{obj}/updated/", get(rest::updated))
-        .route("/services/data/{v}/sobjects/{obj}/deleted", get(rest::deleted))
-        .route("/services/data/{v}/sobjects/{obj}/deleted/", get(rest::deleted))
-        .route("/services/data/{v}/sobjects/{obj}/describe", get(rest::describe))
-        .route("/services/data/{v}/sobjects/{obj}/describe/", get(rest::describe))
-        .route("/services/data/{v}/sobjects/{obj}/{id}", get(rest::get_record))
+        .route(
+            "/services/data/{v}/sobjects/{obj}/updated",
+            get(rest::updated),
+        )
+        .route(
+            "/services/data/{v}/sobjects/{obj}/updated/",
+            get(rest::updated),
+        )
+        .route(
+            "/services/data/{v}/sobjects/{obj}/deleted",
+            get(rest::deleted),
+        )
+        .route(
+            "/services/data/{v}/sobjects/{obj}/deleted/",
+            get(rest::deleted),
+        )
+        .route(
+            "/services/data/{v}/sobjects/{obj}/describe",
+            get(rest::describe),
+        )
+        .route(
+            "/services/data/{v}/sobjects/{obj}/describe/",
+            get(rest::describe),
+        )
+        .route(
+            "/services/data/{v}/sobjects/{obj}/{id}",
+            get(rest::get_record),
+        )
         .route(
             "/services/data/{v}/composite/sobjects/{obj}",
             get(rest::composite_get).post(rest::composite_post),
         )
         .route("/services/data/{v}/limits", get(rest::limits))
         .route("/services/data/{v}/limits/", get(rest::limits))
-        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), rest::require_session));
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            rest::require_session,
+        ));
     let open = Router::new()
         .route("/services/data", get(rest::versions))
         .route("/services/oauth2/token", post(auth::token))
         .route("/services/Soap/u/{version}", post(auth::soap_login));
-    let api = data
-        .merge(open)
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::layer));
+    let api = data.merge(open).layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        faults::layer,
+    ));
     let control = Router::new()
         .route("/sim/state", get(control::state))
         .route("/sim/state/{obj}", get(control::state_of))
         .route("/sim/changes", get(control::changes).post(control::changes))
         .route("/sim/stats", get(control::stats))
-        .route("/sim/faults", get(control::faults).post(control::patch_faults))
+        .route(
+            "/sim/faults",
+            get(control::faults).post(control::patch_faults),
+        )
         .route("/sim/info", get(control::info));
     let grpc = crate::proto::pub_sub_server::PubSubServer::new(pubsub::PubSubService {
         shared: shared.clone(),
@@ -392,7 +438,10 @@ impl SimHandle {
     /// A new live session id, as a login would return.
     pub fn issue_session(&self) -> String {
         let ttl = Duration::from_secs(self.shared.config.session_ttl_secs);
-        self.shared.auth.lock().issue(&self.shared.org_id[..15], ttl)
+        self.shared
+            .auth
+            .lock()
+            .issue(&self.shared.org_id[..15], ttl)
     }
 
     /// The API name of object `i` (0: the Contact-like object, 1: the position object).
@@ -424,7 +473,9 @@ impl SimHandle {
     pub fn insert(&self, object: &str, fields: Value) -> Result<String, SimError> {
         let o = self.object(object)?;
         let f = Self::as_map(fields)?;
-        let c = self.shared.write(|db, at| db.insert(o, &f, at).map(|c| vec![c]))?;
+        let c = self
+            .shared
+            .write(|db, at| db.insert(o, &f, at).map(|c| vec![c]))?;
         Ok(c[0].id.clone())
     }
 
@@ -432,21 +483,24 @@ impl SimHandle {
     pub fn update(&self, object: &str, id: &str, fields: Value) -> Result<(), SimError> {
         let o = self.object(object)?;
         let f = Self::as_map(fields)?;
-        self.shared.write(|db, at| db.update(o, id, &f, at).map(|c| vec![c]))?;
+        self.shared
+            .write(|db, at| db.update(o, id, &f, at).map(|c| vec![c]))?;
         Ok(())
     }
 
     /// Moves a record to the recycle bin.
     pub fn delete(&self, object: &str, id: &str) -> Result<(), SimError> {
         let o = self.object(object)?;
-        self.shared.write(|db, at| db.delete(o, id, at).map(|c| vec![c]))?;
+        self.shared
+            .write(|db, at| db.delete(o, id, at).map(|c| vec![c]))?;
         Ok(())
     }
 
     /// Restores a record from the recycle bin.
     pub fn undelete(&self, object: &str, id: &str) -> Result<(), SimError> {
         let o = self.object(object)?;
-        self.shared.write(|db, at| db.undelete(o, id, at).map(|c| vec![c]))?;
+        self.shared
+            .write(|db, at| db.undelete(o, id, at).map(|c| vec![c]))?;
         Ok(())
     }
 
@@ -521,21 +575,44 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     let config = SimConfig::from_args(args).map_err(SimError::Config)?;
     let sim = Simulator::start(config).await?;
     let info = sim.shared.info();
-    println!("Salesforce simulator listening on {} (HTTPS + gRPC)", sim.base_url());
+    println!(
+        "Salesforce simulator listening on {} (HTTPS + gRPC)",
+        sim.base_url()
+    );
     match &sim.config().ca_out {
         Some(p) => println!("  CA certificate:  {}", p.display()),
         None => println!("  CA certificate:  pass --ca-out FILE to write it for clients"),
     }
-    println!("  OAuth token URL: {}", info["token_url"].as_str().unwrap_or(""));
-    println!("  SOAP login URL:  {}", info["soap_url"].as_str().unwrap_or(""));
-    println!("  client_id={} client_secret={}", sim.config().client_id, sim.config().client_secret);
+    println!(
+        "  OAuth token URL: {}",
+        info["token_url"].as_str().unwrap_or("")
+    );
+    println!(
+        "  SOAP login URL:  {}",
+        info["soap_url"].as_str().unwrap_or("")
+    );
+    println!(
+        "  client_id={} client_secret={}",
+        sim.config().client_id,
+        sim.config().client_secret
+    );
     println!(
         "  username={} password={} security_token={}",
-        sim.config().username, sim.config().password, sim.config().security_token
+        sim.config().username,
+        sim.config().password,
+        sim.config().security_token
     );
     println!("  org (tenant) id: {}", sim.org_id());
-    println!("  Pub/Sub topics:  {}, {}, {}", sim.topic(0), sim.topic(1), ALL_CHANGE_EVENTS);
-    println!("  Control:         {}/sim/state, /sim/changes?count=N, /sim/stats, /sim/faults, /sim/info", sim.base_url());
+    println!(
+        "  Pub/Sub topics:  {}, {}, {}",
+        sim.topic(0),
+        sim.topic(1),
+        ALL_CHANGE_EVENTS
+    );
+    println!(
+        "  Control:         {}/sim/state, /sim/changes?count=N, /sim/stats, /sim/faults, /sim/info",
+        sim.base_url()
+    );
     tokio::signal::ctrl_c().await?;
     println!("stopping");
     sim.shutdown().await;

@@ -102,7 +102,13 @@ impl PubSub for PubSubService {
         let (tx, rx) = mpsc::channel::<Result<FetchResponse, Status>>(8);
         let shared = self.shared.clone();
         let filter_of = {
-            let objects: Vec<String> = shared.db.read().objects.iter().map(|o| o.def.topic()).collect();
+            let objects: Vec<String> = shared
+                .db
+                .read()
+                .objects
+                .iter()
+                .map(|o| o.def.topic())
+                .collect();
             move |t: &str| -> Option<Option<usize>> {
                 if t == ALL_CHANGE_EVENTS {
                     Some(None)
@@ -169,7 +175,10 @@ impl PubSub for PubSubService {
                                 "The Replay ID validation failed. Events after it are past the retention window.",
                             ))
                         } else {
-                            Ok((bus.after(cursor, (credit as usize).min(max_batch), filter), bus.tip()))
+                            Ok((
+                                bus.after(cursor, (credit as usize).min(max_batch), filter),
+                                bus.tip(),
+                            ))
                         }
                     };
                     let (events, tip) = match batch {
@@ -251,7 +260,10 @@ impl PubSub for PubSubService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn get_schema(&self, request: Request<SchemaRequest>) -> Result<Response<SchemaInfo>, Status> {
+    async fn get_schema(
+        &self,
+        request: Request<SchemaRequest>,
+    ) -> Result<Response<SchemaInfo>, Status> {
         self.authorize(request.metadata())?;
         let id = request.into_inner().schema_id;
         let schema = self.shared.bus.lock().schema(&id);
@@ -269,7 +281,10 @@ impl PubSub for PubSubService {
         }
     }
 
-    async fn get_topic(&self, request: Request<TopicRequest>) -> Result<Response<TopicInfo>, Status> {
+    async fn get_topic(
+        &self,
+        request: Request<TopicRequest>,
+    ) -> Result<Response<TopicInfo>, Status> {
         self.authorize(request.metadata())?;
         let topic = request.into_inner().topic_name;
         let Some(filter) = self.topic_filter(&topic) else {
@@ -290,7 +305,10 @@ impl PubSub for PubSubService {
         }))
     }
 
-    async fn publish(&self, request: Request<PublishRequest>) -> Result<Response<PublishResponse>, Status> {
+    async fn publish(
+        &self,
+        request: Request<PublishRequest>,
+    ) -> Result<Response<PublishResponse>, Status> {
         self.authorize(request.metadata())?;
         Err(status(
             tonic::Code::PermissionDenied,

@@ -61,13 +61,21 @@ pub async fn require_session(State(s): State<Shared>, req: Request, next: Next) 
         )
     });
     if !ok {
-        return api_error(StatusCode::UNAUTHORIZED, "INVALID_SESSION_ID", "Session expired or invalid");
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        );
     }
     next.run(req).await
 }
 
 fn not_found() -> Response {
-    api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The requested resource does not exist")
+    api_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
 }
 
 fn batch_size(s: &Shared, headers: &HeaderMap) -> usize {
@@ -75,8 +83,11 @@ fn batch_size(s: &Shared, headers: &HeaderMap) -> usize {
         .get(QUERY_OPTIONS_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.split(',')
-                .find_map(|p| p.trim().strip_prefix("batchSize=").and_then(|n| n.trim().parse::<usize>().ok()))
+            v.split(',').find_map(|p| {
+                p.trim()
+                    .strip_prefix("batchSize=")
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+            })
         });
     match asked {
         Some(n) => n.clamp(s.config.min_batch_size, MAX_BATCH_SIZE),
@@ -102,12 +113,22 @@ fn page(s: &Shared, version: &str, loc_id: &str, loc: &Locator, offset: usize) -
     }
 }
 
-async fn run_query(s: Shared, version: String, headers: HeaderMap, params: HashMap<String, String>, all: bool) -> Response {
+async fn run_query(
+    s: Shared,
+    version: String,
+    headers: HeaderMap,
+    params: HashMap<String, String>,
+    all: bool,
+) -> Response {
     let Some(version) = version_ok(&version).map(str::to_string) else {
         return not_found();
     };
     let Some(q) = params.get("q") else {
-        return api_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "A query string has to be specified");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "A query string has to be specified",
+        );
     };
     let parsed = match soql::parse(q) {
         Ok(p) => p,
@@ -161,7 +182,12 @@ async fn run_query(s: Shared, version: String, headers: HeaderMap, params: HashM
         let mut l = s.locators.lock();
         l.open.retain(|_, v| v.touched.elapsed() < LOCATOR_IDLE);
         if l.open.len() >= MAX_LOCATORS {
-            if let Some(oldest) = l.open.iter().min_by_key(|(_, v)| v.touched).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = l
+                .open
+                .iter()
+                .min_by_key(|(_, v)| v.touched)
+                .map(|(k, _)| k.clone())
+            {
                 l.open.remove(&oldest);
             }
         }
@@ -179,29 +205,54 @@ fn soql_error(e: soql::SoqlError) -> Response {
 }
 
 /// `GET /services/data/{v}/query?q=`.
-pub async fn query(State(s): State<Shared>, Path(v): Path<String>, headers: HeaderMap, Query(p): Query<HashMap<String, String>>) -> Response {
+pub async fn query(
+    State(s): State<Shared>,
+    Path(v): Path<String>,
+    headers: HeaderMap,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
     run_query(s, v, headers, p, false).await
 }
 
 /// `GET /services/data/{v}/queryAll?q=`.
-pub async fn query_all(State(s): State<Shared>, Path(v): Path<String>, headers: HeaderMap, Query(p): Query<HashMap<String, String>>) -> Response {
+pub async fn query_all(
+    State(s): State<Shared>,
+    Path(v): Path<String>,
+    headers: HeaderMap,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
     run_query(s, v, headers, p, true).await
 }
 
 /// `GET /services/data/{v}/query/{locator}-{offset}` (and `queryAll/...`).
-pub async fn query_more(State(s): State<Shared>, Path((v, next)): Path<(String, String)>) -> Response {
+pub async fn query_more(
+    State(s): State<Shared>,
+    Path((v, next)): Path<(String, String)>,
+) -> Response {
     let Some(version) = version_ok(&v) else {
         return not_found();
     };
     let Some((loc_id, offset)) = next.rsplit_once('-') else {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        );
     };
     let Ok(offset) = offset.parse::<usize>() else {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        );
     };
     let mut l = s.locators.lock();
     let Some(loc) = l.open.get_mut(loc_id) else {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_QUERY_LOCATOR", "invalid query locator");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        );
     };
     loc.touched = Instant::now();
     let p = page(&s, version, loc_id, loc, offset);
@@ -222,7 +273,11 @@ pub async fn get_record(
     };
     let db = s.db.read();
     let Some(o) = db.object_index(&obj) else {
-        return api_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("The requested resource does not exist: {obj}"));
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("The requested resource does not exist: {obj}"),
+        );
     };
     let def = &db.objects[o].def;
     let fields: Option<Vec<&'static str>> = match p.get("fields") {
@@ -232,7 +287,11 @@ pub async fn get_record(
                 match def.field(f) {
                     Some(fd) => out.push(fd.name),
                     None => {
-                        return api_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{f}' on sobject of type {}", def.name))
+                        return api_error(
+                            StatusCode::BAD_REQUEST,
+                            "INVALID_FIELD",
+                            &format!("No such column '{f}' on sobject of type {}", def.name),
+                        )
                     }
                 }
             }
@@ -241,16 +300,32 @@ pub async fn get_record(
         None => None,
     };
     match db.get(o, &id) {
-        Some(r) if !r.is_deleted => Json(render(def, r, fields.as_deref(), version)).into_response(),
-        Some(_) => api_error(StatusCode::NOT_FOUND, "ENTITY_IS_DELETED", "entity is deleted"),
+        Some(r) if !r.is_deleted => {
+            Json(render(def, r, fields.as_deref(), version)).into_response()
+        }
+        Some(_) => api_error(
+            StatusCode::NOT_FOUND,
+            "ENTITY_IS_DELETED",
+            "entity is deleted",
+        ),
         None => not_found(),
     }
 }
 
-fn window(p: &HashMap<String, String>, reach_days: u32, resolution_secs: u64) -> Result<(i64, i64), Response> {
+fn window(
+    p: &HashMap<String, String>,
+    reach_days: u32,
+    resolution_secs: u64,
+) -> Result<(i64, i64), Response> {
     let bad = |m: &str| api_error(StatusCode::BAD_REQUEST, "INVALID_REPLICATION_DATE", m);
-    let start = p.get("start").and_then(|v| parse_datetime(v)).ok_or_else(|| bad("start must be a valid dateTime"))?;
-    let end = p.get("end").and_then(|v| parse_datetime(v)).ok_or_else(|| bad("end must be a valid dateTime"))?;
+    let start = p
+        .get("start")
+        .and_then(|v| parse_datetime(v))
+        .ok_or_else(|| bad("start must be a valid dateTime"))?;
+    let end = p
+        .get("end")
+        .and_then(|v| parse_datetime(v))
+        .ok_or_else(|| bad("end must be a valid dateTime"))?;
     let now = Utc::now();
     // Salesforce ignores seconds: both ends go down to the minute (the resolution), and the covered end
     // cannot pass now.
@@ -261,14 +336,24 @@ fn window(p: &HashMap<String, String>, reach_days: u32, resolution_secs: u64) ->
         return Err(bad("end date must be after start date"));
     }
     if start < now - TimeDelta::days(i64::from(reach_days)) {
-        return Err(bad(&format!("start date must be within the last {reach_days} days")));
+        return Err(bad(&format!(
+            "start date must be within the last {reach_days} days"
+        )));
     }
     Ok((start.timestamp_millis(), end.timestamp_millis()))
 }
 
 /// `GET /services/data/{v}/sobjects/{type}/updated?start=&end=`.
-pub async fn updated(State(s): State<Shared>, Path((_v, obj)): Path<(String, String)>, Query(p): Query<HashMap<String, String>>) -> Response {
-    let (start, end) = match window(&p, s.config.updated_window_days, s.config.window_resolution_secs) {
+pub async fn updated(
+    State(s): State<Shared>,
+    Path((_v, obj)): Path<(String, String)>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
+    let (start, end) = match window(
+        &p,
+        s.config.updated_window_days,
+        s.config.window_resolution_secs,
+    ) {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -290,16 +375,23 @@ fn format_ms(ms: i64) -> String {
 }
 
 /// `GET /services/data/{v}/sobjects/{type}/deleted?start=&end=`.
-pub async fn deleted(State(s): State<Shared>, Path((_v, obj)): Path<(String, String)>, Query(p): Query<HashMap<String, String>>) -> Response {
+pub async fn deleted(
+    State(s): State<Shared>,
+    Path((_v, obj)): Path<(String, String)>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
     let (start, end) = match window(
         &p,
-        s.config.updated_window_days.max(s.config.deleted_retention_days),
+        s.config
+            .updated_window_days
+            .max(s.config.deleted_retention_days),
         s.config.window_resolution_secs,
     ) {
         Ok(w) => w,
         Err(r) => return r,
     };
-    let retention_start = Utc::now().timestamp_millis() - i64::from(s.config.deleted_retention_days) * 86_400_000;
+    let retention_start =
+        Utc::now().timestamp_millis() - i64::from(s.config.deleted_retention_days) * 86_400_000;
     let mut db = s.db.write();
     let Some(o) = db.object_index(&obj) else {
         return not_found();
@@ -307,7 +399,10 @@ pub async fn deleted(State(s): State<Shared>, Path((_v, obj)): Path<(String, Str
     db.purge_deleted_log(o, retention_start);
     let earliest = db.objects[o].log_purged_before_ms.max(retention_start);
     let earliest = chrono::DateTime::from_timestamp_millis(earliest)
-        .and_then(|t| t.duration_trunc(TimeDelta::seconds(s.config.window_resolution_secs as i64)).ok())
+        .and_then(|t| {
+            t.duration_trunc(TimeDelta::seconds(s.config.window_resolution_secs as i64))
+                .ok()
+        })
         .map(|t| t.timestamp_millis())
         .unwrap_or(earliest);
     Json(DeletedResult {
@@ -326,7 +421,10 @@ pub async fn deleted(State(s): State<Shared>, Path((_v, obj)): Path<(String, Str
 }
 
 /// `GET /services/data/{v}/sobjects/{type}/describe`.
-pub async fn describe(State(s): State<Shared>, Path((_v, obj)): Path<(String, String)>) -> Response {
+pub async fn describe(
+    State(s): State<Shared>,
+    Path((_v, obj)): Path<(String, String)>,
+) -> Response {
     let db = s.db.read();
     match db.object_index(&obj) {
         Some(o) => Json(db.objects[o].def.describe()).into_response(),
@@ -336,10 +434,18 @@ pub async fn describe(State(s): State<Shared>, Path((_v, obj)): Path<(String, St
 
 fn retrieve(s: &Shared, version: &str, obj: &str, req: CompositeRetrieve) -> Response {
     if req.ids.is_empty() || req.fields.is_empty() {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", "ids and fields are required");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            "ids and fields are required",
+        );
     }
     if req.ids.len() > MAX_COMPOSITE_IDS {
-        return api_error(StatusCode::BAD_REQUEST, "EXCEEDED_ID_LIMIT", "cannot retrieve more than 2000 records");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "cannot retrieve more than 2000 records",
+        );
     }
     let db = s.db.read();
     let Some(o) = db.object_index(obj) else {
@@ -350,7 +456,13 @@ fn retrieve(s: &Shared, version: &str, obj: &str, req: CompositeRetrieve) -> Res
     for f in &req.fields {
         match def.field(f) {
             Some(fd) => fields.push(fd.name),
-            None => return api_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{f}' on sobject of type {}", def.name)),
+            None => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    &format!("No such column '{f}' on sobject of type {}", def.name),
+                )
+            }
         }
     }
     let out: Vec<Value> = req
@@ -365,20 +477,41 @@ fn retrieve(s: &Shared, version: &str, obj: &str, req: CompositeRetrieve) -> Res
 }
 
 /// `GET /services/data/{v}/composite/sobjects/{type}?ids=..&fields=..`.
-pub async fn composite_get(State(s): State<Shared>, Path((v, obj)): Path<(String, String)>, Query(p): Query<HashMap<String, String>>) -> Response {
+pub async fn composite_get(
+    State(s): State<Shared>,
+    Path((v, obj)): Path<(String, String)>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
     let Some(version) = version_ok(&v) else {
         return not_found();
     };
     let split = |k: &str| -> Vec<String> {
         p.get(k)
-            .map(|v| v.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    retrieve(&s, version, &obj, CompositeRetrieve { ids: split("ids"), fields: split("fields") })
+    retrieve(
+        &s,
+        version,
+        &obj,
+        CompositeRetrieve {
+            ids: split("ids"),
+            fields: split("fields"),
+        },
+    )
 }
 
 /// `POST /services/data/{v}/composite/sobjects/{type}` with `{"ids":[..],"fields":[..]}`.
-pub async fn composite_post(State(s): State<Shared>, Path((v, obj)): Path<(String, String)>, body: axum::body::Bytes) -> Response {
+pub async fn composite_post(
+    State(s): State<Shared>,
+    Path((v, obj)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(version) = version_ok(&v) else {
         return not_found();
     };
@@ -399,5 +532,6 @@ pub async fn limits(State(s): State<Shared>) -> Response {
 
 /// `GET /services/data`: the versions served.
 pub async fn versions() -> Response {
-    Json(json!([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}])).into_response()
+    Json(json!([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}]))
+        .into_response()
 }

@@ -106,7 +106,10 @@ fn f(name: &'static str, ftype: FieldType, nillable: bool) -> FieldDef {
         name,
         ftype,
         nillable,
-        in_events: !matches!(name, "Id" | "SystemModstamp" | "IsDeleted" | "MasterRecordId"),
+        in_events: !matches!(
+            name,
+            "Id" | "SystemModstamp" | "IsDeleted" | "MasterRecordId"
+        ),
     }
 }
 
@@ -177,7 +180,9 @@ impl ObjectDef {
 
     /// The field named `name` (case-insensitive), with its canonical spelling.
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     /// Whether this is a custom object.
@@ -239,7 +244,8 @@ impl ObjectDef {
     pub fn avro_schema(&self) -> Value {
         let mut fields = vec![json!({"name": "ChangeEventHeader", "type": header_schema()})];
         for fd in self.event_fields() {
-            fields.push(json!({"name": fd.name, "type": ["null", fd.ftype.avro()], "default": null}));
+            fields
+                .push(json!({"name": fd.name, "type": ["null", fd.ftype.avro()], "default": null}));
         }
         json!({
             "type": "record",

@@ -222,7 +222,8 @@ fn lex(s: &str) -> Result<Vec<Tok>, SoqlError> {
                 let start = i;
                 i += 1;
                 while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], ':' | '.' | '+' | '-'))
+                    && (chars[i].is_ascii_alphanumeric()
+                        || matches!(chars[i], ':' | '.' | '+' | '-'))
                 {
                     i += 1;
                 }
@@ -231,7 +232,9 @@ fn lex(s: &str) -> Result<Vec<Tok>, SoqlError> {
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.')) {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.'))
+                {
                     i += 1;
                 }
                 out.push(Tok::Word(chars[start..i].iter().collect()));
@@ -599,7 +602,11 @@ mod tests {
             ),
         ];
         for (soql, want) in cases {
-            assert_eq!(parse(soql).unwrap_or_else(|e| panic!("{soql}: {e:?}")), want, "{soql}");
+            assert_eq!(
+                parse(soql).unwrap_or_else(|e| panic!("{soql}: {e:?}")),
+                want,
+                "{soql}"
+            );
         }
     }
 
@@ -638,9 +645,42 @@ mod tests {
     fn garbage_never_panics() {
         // A deterministic generator of token soups and byte noise.
         let pieces = [
-            "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "(", ")", ",", "'", "\\", "=", "<", ">=",
-            "!", "<>", "Id", "Contact", "2024-01-01T00:00:00Z", "-", "1e999", "ORDER", "BY", "LIMIT", "COUNT",
-            "NULLS", "é", "\u{0}", "2024-", "T", ".", "null", "'a'", "--", "9",
+            "SELECT",
+            "FROM",
+            "WHERE",
+            "AND",
+            "OR",
+            "NOT",
+            "IN",
+            "(",
+            ")",
+            ",",
+            "'",
+            "\\",
+            "=",
+            "<",
+            ">=",
+            "!",
+            "<>",
+            "Id",
+            "Contact",
+            "2024-01-01T00:00:00Z",
+            "-",
+            "1e999",
+            "ORDER",
+            "BY",
+            "LIMIT",
+            "COUNT",
+            "NULLS",
+            "é",
+            "\u{0}",
+            "2024-",
+            "T",
+            ".",
+            "null",
+            "'a'",
+            "--",
+            "9",
         ];
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..20_000 {

@@ -139,7 +139,8 @@ impl Db {
             .map(format_datetime)
             .unwrap_or_default();
         if created {
-            rec.fields.insert("CreatedDate".into(), Value::String(s.clone()));
+            rec.fields
+                .insert("CreatedDate".into(), Value::String(s.clone()));
         }
         rec.fields
             .insert("LastModifiedDate".into(), Value::String(s.clone()));
@@ -177,10 +178,12 @@ impl Db {
             rec.fields.insert("Remote__c".into(), Value::Bool(false));
         }
         for (k, v) in fields {
-            let fd = store
-                .def
-                .field(k)
-                .ok_or_else(|| werr("INVALID_FIELD", format!("No such column '{k}' on sobject of type {}", store.def.name)))?;
+            let fd = store.def.field(k).ok_or_else(|| {
+                werr(
+                    "INVALID_FIELD",
+                    format!("No such column '{k}' on sobject of type {}", store.def.name),
+                )
+            })?;
             rec.fields.insert(fd.name.into(), v.clone());
         }
         Self::derive_name(&store.def, &mut rec.fields);
@@ -209,7 +212,10 @@ impl Db {
 
     fn derive_name(def: &ObjectDef, fields: &mut Map<String, Value>) {
         if def.kind == super::schema::ObjectKind::Contact {
-            let first = fields.get("FirstName").and_then(Value::as_str).unwrap_or("");
+            let first = fields
+                .get("FirstName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let last = fields.get("LastName").and_then(Value::as_str).unwrap_or("");
             let name = format!("{first} {last}").trim().to_string();
             fields.insert("Name".into(), Value::String(name));
@@ -242,15 +248,26 @@ impl Db {
         let mut nulled = Vec::new();
         let before = rec.fields.clone();
         for (k, v) in fields {
-            let fd = def
-                .field(k)
-                .ok_or_else(|| werr("INVALID_FIELD", format!("No such column '{k}' on sobject of type {}", def.name)))?;
+            let fd = def.field(k).ok_or_else(|| {
+                werr(
+                    "INVALID_FIELD",
+                    format!("No such column '{k}' on sobject of type {}", def.name),
+                )
+            })?;
             let read_only = matches!(
                 fd.name,
-                "Id" | "IsDeleted" | "SystemModstamp" | "CreatedDate" | "LastModifiedDate" | "MasterRecordId"
-            ) || (fd.name == "Name" && def.kind == super::schema::ObjectKind::Contact);
+                "Id" | "IsDeleted"
+                    | "SystemModstamp"
+                    | "CreatedDate"
+                    | "LastModifiedDate"
+                    | "MasterRecordId"
+            ) || (fd.name == "Name"
+                && def.kind == super::schema::ObjectKind::Contact);
             if read_only {
-                return Err(werr("INVALID_FIELD_FOR_INSERT_UPDATE", format!("Unable to create/update fields: {}", fd.name)));
+                return Err(werr(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    format!("Unable to create/update fields: {}", fd.name),
+                ));
             }
             rec.fields.insert(fd.name.into(), v.clone());
         }
@@ -352,15 +369,28 @@ impl Db {
         at_ms: i64,
     ) -> Result<Vec<Change>, WriteError> {
         if self.objects[object].def.kind != super::schema::ObjectKind::Contact {
-            return Err(werr("INVALID_OPERATION", "merge is supported for Contact only"));
+            return Err(werr(
+                "INVALID_OPERATION",
+                "merge is supported for Contact only",
+            ));
         }
         let loser_fields = self.live_mut(object, loser)?.fields.clone();
         let winner_fields = self.live_mut(object, winner)?.fields.clone();
         if winner_fields["Id"] == loser_fields["Id"] {
-            return Err(werr("INVALID_OPERATION", "cannot merge a record with itself"));
+            return Err(werr(
+                "INVALID_OPERATION",
+                "cannot merge a record with itself",
+            ));
         }
         let mut fill = Map::new();
-        for k in ["Email", "Phone", "MobilePhone", "Title", "Skills__c", "Description"] {
+        for k in [
+            "Email",
+            "Phone",
+            "MobilePhone",
+            "Title",
+            "Skills__c",
+            "Description",
+        ] {
             if winner_fields.get(k).is_none_or(Value::is_null) {
                 if let Some(v) = loser_fields.get(k).filter(|v| !v.is_null()) {
                     fill.insert(k.into(), v.clone());
@@ -433,7 +463,10 @@ impl Db {
         };
         let selected: Vec<&'static str> = match &q.select {
             Select::Count => Vec::new(),
-            Select::Fields(fs) => fs.iter().map(|f| field(f).map(|x| x.0)).collect::<Result<_, _>>()?,
+            Select::Fields(fs) => fs
+                .iter()
+                .map(|f| field(f).map(|x| x.0))
+                .collect::<Result<_, _>>()?,
         };
         let filter = q.filter.as_ref().map(|e| bind(e, &field)).transpose()?;
         let order: Vec<(&'static str, FieldType, bool, bool)> = q
@@ -477,9 +510,11 @@ pub enum Bound {
 }
 
 fn check_literal(name: &str, ft: FieldType, l: &Literal) -> Result<Literal, SoqlError> {
-    let bad = |want: &str| SoqlError {
+    let bad = |want: &str| {
+        SoqlError {
         code: "INVALID_FIELD",
         message: format!("value of filter criterion for field '{name}' must be of type {want} and should not be enclosed in quotes"),
+    }
     };
     Ok(match (ft, l) {
         (_, Literal::Null) => Literal::Null,
@@ -514,11 +549,19 @@ fn bind(
         Expr::And(v) => Bound::And(v.iter().map(|x| bind(x, field)).collect::<Result<_, _>>()?),
         Expr::Or(v) => Bound::Or(v.iter().map(|x| bind(x, field)).collect::<Result<_, _>>()?),
         Expr::Not(x) => Bound::Not(Box::new(bind(x, field)?)),
-        Expr::Cmp { field: f, op, value } => {
+        Expr::Cmp {
+            field: f,
+            op,
+            value,
+        } => {
             let (n, t) = field(f)?;
             Bound::Cmp(n, t, *op, check_literal(n, t, value)?)
         }
-        Expr::In { field: f, values, negated } => {
+        Expr::In {
+            field: f,
+            values,
+            negated,
+        } => {
             let (n, t) = field(f)?;
             let vals = values
                 .iter()
@@ -544,7 +587,9 @@ fn compare(r: &Record, name: &str, ft: FieldType, lit: &Literal) -> Option<Order
         }
         (FieldType::Date, Value::String(s), Literal::Date(d)) => Some(s.as_str().cmp(d.as_str())),
         (FieldType::Boolean, Value::Bool(b), Literal::Bool(l)) => Some(b.cmp(l)),
-        (FieldType::Double, Value::Number(n), Literal::Num(l)) => n.as_f64().and_then(|x| x.partial_cmp(l)),
+        (FieldType::Double, Value::Number(n), Literal::Num(l)) => {
+            n.as_f64().and_then(|x| x.partial_cmp(l))
+        }
         (t, Value::String(s), Literal::Str(l)) if t.is_id() => Some(s.as_str().cmp(l.as_str())),
         (_, Value::String(s), Literal::Str(l)) => Some(s.to_lowercase().cmp(&l.to_lowercase())),
         _ => None,
@@ -592,8 +637,20 @@ fn cmp_values(a: &Record, b: &Record, name: &str, ft: FieldType, nulls_last: boo
     let nb = vb.is_none_or(Value::is_null);
     match (na, nb) {
         (true, true) => return Ordering::Equal,
-        (true, false) => return if nulls_last { Ordering::Greater } else { Ordering::Less },
-        (false, true) => return if nulls_last { Ordering::Less } else { Ordering::Greater },
+        (true, false) => {
+            return if nulls_last {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
+        }
+        (false, true) => {
+            return if nulls_last {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
         _ => {}
     }
     match (va, vb) {
@@ -634,12 +691,18 @@ pub fn render(
     match fields {
         Some(fs) => {
             for f in fs {
-                m.insert((*f).to_string(), r.fields.get(*f).cloned().unwrap_or(Value::Null));
+                m.insert(
+                    (*f).to_string(),
+                    r.fields.get(*f).cloned().unwrap_or(Value::Null),
+                );
             }
         }
         None => {
             for fd in &def.fields {
-                m.insert(fd.name.into(), r.fields.get(fd.name).cloned().unwrap_or(Value::Null));
+                m.insert(
+                    fd.name.into(),
+                    r.fields.get(fd.name).cloned().unwrap_or(Value::Null),
+                );
             }
         }
     }

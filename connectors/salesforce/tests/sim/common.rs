@@ -11,7 +11,8 @@ pub const JWT_PRIVATE_KEY: &str = include_str!("../fixtures/jwt_test_key.pem");
 pub const JWT_PUBLIC_KEY: &str = include_str!("../fixtures/jwt_test_key.pub.pem");
 
 pub async fn start(mut cfg: SimConfig) -> SimHandle {
-    cfg.jwt_public_key_pem.get_or_insert_with(|| JWT_PUBLIC_KEY.to_string());
+    cfg.jwt_public_key_pem
+        .get_or_insert_with(|| JWT_PUBLIC_KEY.to_string());
     Simulator::start(cfg).await.expect("simulator starts")
 }
 

@@ -17,10 +17,14 @@ async fn client(sim: &SimHandle, batch: i32) -> PubSubClient {
     cfg.batch_size = batch;
     let rest = cc_client(sim);
     let creds = Credentials::from_session(&rest.session().await.unwrap()).unwrap();
-    PubSubClient::connect(&cfg, creds).await.expect("connects over TLS/h2")
+    PubSubClient::connect(&cfg, creds)
+        .await
+        .expect("connects over TLS/h2")
 }
 
-async fn next(sub: &mut crmflow_salesforce::pubsub::Subscription) -> crmflow_salesforce::pubsub::ReceivedEvent {
+async fn next(
+    sub: &mut crmflow_salesforce::pubsub::Subscription,
+) -> crmflow_salesforce::pubsub::ReceivedEvent {
     tokio::time::timeout(Duration::from_secs(10), sub.next_event())
         .await
         .expect("an event in time")
@@ -35,11 +39,20 @@ async fn topic_schema_and_earliest_replay() {
     let topic = ps.get_topic("/data/ContactChangeEvent").await.unwrap();
     assert!(topic.can_subscribe && !topic.schema_id.is_empty());
     assert_eq!(topic.tenant_guid, sim.org_id());
-    let id = sim.insert("Contact", json!({"FirstName": "Eve", "LastName": "Pub", "Email": "eve@example.com"})).unwrap();
-    sim.update("Contact", &id, json!({"Title": "CTO", "Email": null})).unwrap();
+    let id = sim
+        .insert(
+            "Contact",
+            json!({"FirstName": "Eve", "LastName": "Pub", "Email": "eve@example.com"}),
+        )
+        .unwrap();
+    sim.update("Contact", &id, json!({"Title": "CTO", "Email": null}))
+        .unwrap();
     sim.delete("Contact", &id).unwrap();
     sim.undelete("Contact", &id).unwrap();
-    let mut sub = ps.subscribe("/data/ContactChangeEvent", ReplayStart::Earliest).await.unwrap();
+    let mut sub = ps
+        .subscribe("/data/ContactChangeEvent", ReplayStart::Earliest)
+        .await
+        .unwrap();
     let create = next(&mut sub).await;
     assert_eq!(create.header.change_type, "CREATE");
     assert_eq!(create.header.record_ids, vec![id.clone()]);
@@ -54,31 +67,59 @@ async fn topic_schema_and_earliest_replay() {
     assert_eq!(changed, vec!["Email", "LastModifiedDate", "Title"]);
     assert_eq!(update.header.nulled_fields, vec!["Email"]);
     assert_eq!(update.fields.get("Title"), Some(&json!("CTO")));
-    assert!(!update.fields.contains_key("LastName"), "{:?}", update.fields);
+    assert!(
+        !update.fields.contains_key("LastName"),
+        "{:?}",
+        update.fields
+    );
     assert_eq!(next(&mut sub).await.header.change_type, "DELETE");
     assert_eq!(next(&mut sub).await.header.change_type, "UNDELETE");
-    assert_eq!(ps.schema(&create.schema_id).await.unwrap().canonical_form(), ps.schema(&update.schema_id).await.unwrap().canonical_form());
+    assert_eq!(
+        ps.schema(&create.schema_id).await.unwrap().canonical_form(),
+        ps.schema(&update.schema_id).await.unwrap().canonical_form()
+    );
 }
 
 #[tokio::test]
 async fn latest_and_custom_replay() {
     let sim = start(SimConfig::for_tests()).await;
     let ps = client(&sim, 10).await;
-    let a = sim.insert("Position__c", json!({"Name": "Before"})).unwrap();
-    let mut latest = ps.subscribe("/data/Position__ChangeEvent", ReplayStart::Latest).await.unwrap();
+    let a = sim
+        .insert("Position__c", json!({"Name": "Before"}))
+        .unwrap();
+    let mut latest = ps
+        .subscribe("/data/Position__ChangeEvent", ReplayStart::Latest)
+        .await
+        .unwrap();
     // Let the server read the first request before publishing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let b = sim.insert("Position__c", json!({"Name": "After"})).unwrap();
     let e = next(&mut latest).await;
-    assert_eq!(e.header.record_ids, vec![b.clone()], "LATEST starts after the tip, {a} is not replayed");
-    let mut from_start = ps.subscribe("/data/Position__ChangeEvent", ReplayStart::Earliest).await.unwrap();
+    assert_eq!(
+        e.header.record_ids,
+        vec![b.clone()],
+        "LATEST starts after the tip, {a} is not replayed"
+    );
+    let mut from_start = ps
+        .subscribe("/data/Position__ChangeEvent", ReplayStart::Earliest)
+        .await
+        .unwrap();
     let first = next(&mut from_start).await;
     assert_eq!(first.header.record_ids, vec![a]);
-    let mut custom = ps.subscribe("/data/Position__ChangeEvent", ReplayStart::After(first.replay_id.clone())).await.unwrap();
+    let mut custom = ps
+        .subscribe(
+            "/data/Position__ChangeEvent",
+            ReplayStart::After(first.replay_id.clone()),
+        )
+        .await
+        .unwrap();
     assert_eq!(next(&mut custom).await.header.record_ids, vec![b]);
     // The all-objects channel carries both objects.
     sim.insert("Contact", json!({"LastName": "Any"})).unwrap();
-    let mut all = ps.subscribe("/data/ChangeEvents", ReplayStart::Earliest).await.unwrap();
+    let mut all = ps
+        .subscribe("/data/ChangeEvents", ReplayStart::Earliest)
+        .await
+        .unwrap();
     let mut entities = Vec::new();
     for _ in 0..3 {
         entities.push(next(&mut all).await.header.entity_name);
@@ -97,7 +138,9 @@ async fn flow_control_never_exceeds_credit() {
     let s = rest.session().await.unwrap();
     let mut cfg = PubSubConfig::new(base(&sim));
     cfg.ca_pem = Some(sim.ca_pem().into_bytes());
-    let ps = PubSubClient::connect(&cfg, Credentials::from_session(&s).unwrap()).await.unwrap();
+    let ps = PubSubClient::connect(&cfg, Credentials::from_session(&s).unwrap())
+        .await
+        .unwrap();
     drop(ps);
     let raw = raw_channel(&sim).await;
     let mut grpc = RawGrpc::new(raw);
@@ -114,7 +157,10 @@ async fn flow_control_never_exceeds_credit() {
     {
         use secrecy::ExposeSecret;
         let md = req.metadata_mut();
-        md.insert("accesstoken", s.access_token.expose_secret().parse().unwrap());
+        md.insert(
+            "accesstoken",
+            s.access_token.expose_secret().parse().unwrap(),
+        );
         md.insert("instanceurl", sim.base_url().parse().unwrap());
         md.insert("tenantid", sim.org_id().parse().unwrap());
     }
@@ -127,8 +173,16 @@ async fn flow_control_never_exceeds_credit() {
     assert_eq!(got, 5);
     // No more credit: nothing arrives.
     let quiet = tokio::time::timeout(Duration::from_millis(400), inbound.message()).await;
-    assert!(quiet.is_err(), "server sent events beyond num_requested: {quiet:?}");
-    tx.send(FetchRequest { num_requested: 3, ..Default::default() }).await.unwrap();
+    assert!(
+        quiet.is_err(),
+        "server sent events beyond num_requested: {quiet:?}"
+    );
+    tx.send(FetchRequest {
+        num_requested: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut more = 0;
     while more < 3 {
         let r = inbound.message().await.unwrap().unwrap();
@@ -136,7 +190,11 @@ async fn flow_control_never_exceeds_credit() {
         assert!(r.pending_num_requested >= 0);
     }
     assert_eq!(more, 3);
-    assert!(tokio::time::timeout(Duration::from_millis(300), inbound.message()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), inbound.message())
+            .await
+            .is_err()
+    );
     assert!(sim.stats()["max_pending_credit"].as_u64().unwrap() <= 5);
 }
 
@@ -144,14 +202,17 @@ async fn raw_channel(sim: &SimHandle) -> tonic::transport::Channel {
     // The same connector the crate uses, through its public client: reuse by connecting a PubSubClient is not
     // possible (the channel is private), so build one here.
     use hyper_util::rt::TokioIo;
-    let tls = crmflow_salesforce::tls::client_config(Some(sim.ca_pem().as_bytes()), &[b"h2"]).unwrap();
+    let tls =
+        crmflow_salesforce::tls::client_config(Some(sim.ca_pem().as_bytes()), &[b"h2"]).unwrap();
     let addr = sim.addr();
     let connector = tower::service_fn(move |_u: http::Uri| {
         let tls = tls.clone();
         async move {
             let tcp = tokio::net::TcpStream::connect(addr).await?;
             let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-            let s = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+            let s = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await?;
             Ok::<_, std::io::Error>(TokioIo::new(s))
         }
     });
@@ -166,11 +227,21 @@ async fn raw_channel(sim: &SimHandle) -> tonic::transport::Channel {
 async fn gap_and_overflow_events() {
     let sim = start(SimConfig::for_tests()).await;
     let ps = client(&sim, 20).await;
-    sim.set_faults(&FaultsPatch { gap_next: Some(1), overflow_next: Some(0), ..Default::default() });
+    sim.set_faults(&FaultsPatch {
+        gap_next: Some(1),
+        overflow_next: Some(0),
+        ..Default::default()
+    });
     let id = sim.insert("Contact", json!({"LastName": "Gap"})).unwrap();
-    sim.set_faults(&FaultsPatch { overflow_next: Some(1), ..Default::default() });
+    sim.set_faults(&FaultsPatch {
+        overflow_next: Some(1),
+        ..Default::default()
+    });
     sim.update("Contact", &id, json!({"Title": "x"})).unwrap();
-    let mut sub = ps.subscribe("/data/ContactChangeEvent", ReplayStart::Earliest).await.unwrap();
+    let mut sub = ps
+        .subscribe("/data/ContactChangeEvent", ReplayStart::Earliest)
+        .await
+        .unwrap();
     let gap = next(&mut sub).await;
     assert_eq!(gap.header.change_type, "GAP_CREATE");
     assert!(gap.header.is_gap() && gap.fields.is_empty());
@@ -185,13 +256,25 @@ async fn expired_replay_id_and_bad_auth() {
     let sim = start(SimConfig::for_tests()).await;
     let ps = client(&sim, 20).await;
     sim.insert("Contact", json!({"LastName": "Old"})).unwrap();
-    let mut sub = ps.subscribe("/data/ContactChangeEvent", ReplayStart::Earliest).await.unwrap();
+    let mut sub = ps
+        .subscribe("/data/ContactChangeEvent", ReplayStart::Earliest)
+        .await
+        .unwrap();
     let old = next(&mut sub).await.replay_id;
     drop(sub);
-    sim.set_faults(&FaultsPatch { purge_events: true, ..Default::default() });
+    sim.set_faults(&FaultsPatch {
+        purge_events: true,
+        ..Default::default()
+    });
     sim.insert("Contact", json!({"LastName": "New"})).unwrap();
-    let mut sub = ps.subscribe("/data/ContactChangeEvent", ReplayStart::After(old)).await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), sub.next_event()).await.unwrap().unwrap_err();
+    let mut sub = ps
+        .subscribe("/data/ContactChangeEvent", ReplayStart::After(old))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), sub.next_event())
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(e.is_replay_expired() && !e.is_retriable(), "{e}");
 
     let mut cfg = PubSubConfig::new(base(&sim));

@@ -13,7 +13,11 @@ async fn simple_salesforce_works_against_the_simulator() {
     let py = Command::new(root.join("scripts/pydeps-salesforce"))
         .output()
         .expect("scripts/pydeps-salesforce runs");
-    assert!(py.status.success(), "pydeps: {}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "pydeps: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let python = String::from_utf8_lossy(&py.stdout).trim().to_string();
     let sim = start(SimConfig::for_tests()).await;
     let dir = std::env::temp_dir().join(format!("crmflow-sf-{}", uuid::Uuid::new_v4()));
@@ -40,8 +44,21 @@ async fn simple_salesforce_works_against_the_simulator() {
     });
     let out = out.await.unwrap().expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "simple-salesforce script failed against {}:\n{stdout}\n{}", sim.base_url(), String::from_utf8_lossy(&out.stderr));
-    for check in ["query ok", "query_more ok", "query_all ok", "get ok", "updated ok", "deleted ok", "soap login ok"] {
+    assert!(
+        out.status.success(),
+        "simple-salesforce script failed against {}:\n{stdout}\n{}",
+        sim.base_url(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in [
+        "query ok",
+        "query_more ok",
+        "query_all ok",
+        "get ok",
+        "updated ok",
+        "deleted ok",
+        "soap login ok",
+    ] {
         assert!(stdout.contains(check), "missing '{check}' in:\n{stdout}");
     }
 }
