@@ -1,7 +1,7 @@
 //! Client settings: where the org is, how to authenticate, the API version, TLS trust, timeouts, retries
 //! and the API budget.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -101,7 +101,7 @@ impl ClientConfig {
     }
 
     /// Reads the CA file into [`ClientConfig::ca_pem`].
-    pub fn with_ca_file(mut self, path: &PathBuf) -> Result<Self, crate::tls::TlsError> {
+    pub fn with_ca_file(mut self, path: &Path) -> Result<Self, crate::tls::TlsError> {
         self.ca_pem = Some(crate::tls::read_ca_file(path)?);
         Ok(self)
     }

@@ -312,12 +312,13 @@ pub async fn get_record(
     }
 }
 
+/// The `[start, end)` window in epoch ms, or the error answer (boxed: a response is large).
 fn window(
     p: &HashMap<String, String>,
     reach_days: u32,
     resolution_secs: u64,
-) -> Result<(i64, i64), Response> {
-    let bad = |m: &str| api_error(StatusCode::BAD_REQUEST, "INVALID_REPLICATION_DATE", m);
+) -> Result<(i64, i64), Box<Response>> {
+    let bad = |m: &str| Box::new(api_error(StatusCode::BAD_REQUEST, "INVALID_REPLICATION_DATE", m));
     let start = p
         .get("start")
         .and_then(|v| parse_datetime(v))
@@ -355,7 +356,7 @@ pub async fn updated(
         s.config.window_resolution_secs,
     ) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let db = s.db.read();
     let Some(o) = db.object_index(&obj) else {
@@ -388,7 +389,7 @@ pub async fn deleted(
         s.config.window_resolution_secs,
     ) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let retention_start =
         Utc::now().timestamp_millis() - i64::from(s.config.deleted_retention_days) * 86_400_000;

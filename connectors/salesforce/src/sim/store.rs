@@ -499,6 +499,9 @@ impl Db {
     }
 }
 
+/// Resolves a field name as written to its canonical name and type.
+type FieldResolver<'a> = dyn Fn(&str) -> Result<(&'static str, FieldType), SoqlError> + 'a;
+
 /// A condition with field names resolved.
 #[derive(Debug)]
 pub enum Bound {
@@ -543,7 +546,7 @@ fn check_literal(name: &str, ft: FieldType, l: &Literal) -> Result<Literal, Soql
 
 fn bind(
     e: &Expr,
-    field: &dyn Fn(&str) -> Result<(&'static str, FieldType), SoqlError>,
+    field: &FieldResolver<'_>,
 ) -> Result<Bound, SoqlError> {
     Ok(match e {
         Expr::And(v) => Bound::And(v.iter().map(|x| bind(x, field)).collect::<Result<_, _>>()?),
