@@ -38,7 +38,8 @@ fn bad(message: String) -> SourceError {
 
 /// The client settings of a Salesforce configuration.
 pub fn client_config(cfg: &SalesforceConfig) -> Result<ClientConfig, SourceError> {
-    let url = |s: &str, key: &str| url::Url::parse(s).map_err(|e| bad(format!("salesforce.{key}: {e}")));
+    let url =
+        |s: &str, key: &str| url::Url::parse(s).map_err(|e| bad(format!("salesforce.{key}: {e}")));
     let login_url = url(&cfg.login_url, "login_url")?;
     let auth = match cfg.auth {
         SalesforceAuth::ClientCredentials => AuthConfig::ClientCredentials {
@@ -46,36 +47,44 @@ pub fn client_config(cfg: &SalesforceConfig) -> Result<ClientConfig, SourceError
                 .client_id
                 .clone()
                 .ok_or_else(|| missing("salesforce.client_id", "CRMFLOW_SALESFORCE__CLIENT_ID"))?,
-            client_secret: cfg
-                .client_secret
-                .clone()
-                .ok_or_else(|| missing("salesforce.client_secret", "CRMFLOW_SALESFORCE__CLIENT_SECRET"))?,
+            client_secret: cfg.client_secret.clone().ok_or_else(|| {
+                missing(
+                    "salesforce.client_secret",
+                    "CRMFLOW_SALESFORCE__CLIENT_SECRET",
+                )
+            })?,
         },
         SalesforceAuth::JwtBearer => {
-            let path = cfg
-                .private_key_file
-                .clone()
-                .ok_or_else(|| missing("salesforce.private_key_file", "CRMFLOW_SALESFORCE__PRIVATE_KEY_FILE"))?;
-            let pem = std::fs::read_to_string(&path)
-                .map_err(|e| bad(format!("salesforce.private_key_file {}: {e}", path.display())))?;
+            let path = cfg.private_key_file.clone().ok_or_else(|| {
+                missing(
+                    "salesforce.private_key_file",
+                    "CRMFLOW_SALESFORCE__PRIVATE_KEY_FILE",
+                )
+            })?;
+            let pem = std::fs::read_to_string(&path).map_err(|e| {
+                bad(format!(
+                    "salesforce.private_key_file {}: {e}",
+                    path.display()
+                ))
+            })?;
             AuthConfig::JwtBearer {
-                client_id: cfg
-                    .client_id
-                    .clone()
-                    .ok_or_else(|| missing("salesforce.client_id", "CRMFLOW_SALESFORCE__CLIENT_ID"))?,
-                username: cfg
-                    .username
-                    .clone()
-                    .ok_or_else(|| missing("salesforce.username", "CRMFLOW_SALESFORCE__USERNAME"))?,
+                client_id: cfg.client_id.clone().ok_or_else(|| {
+                    missing("salesforce.client_id", "CRMFLOW_SALESFORCE__CLIENT_ID")
+                })?,
+                username: cfg.username.clone().ok_or_else(|| {
+                    missing("salesforce.username", "CRMFLOW_SALESFORCE__USERNAME")
+                })?,
                 private_key_pem: SecretString::from(pem),
                 audience: cfg.jwt_audience.clone(),
             }
         }
         SalesforceAuth::AccessToken => AuthConfig::AccessToken {
-            token: cfg
-                .access_token
-                .clone()
-                .ok_or_else(|| missing("salesforce.access_token", "CRMFLOW_SALESFORCE__ACCESS_TOKEN"))?,
+            token: cfg.access_token.clone().ok_or_else(|| {
+                missing(
+                    "salesforce.access_token",
+                    "CRMFLOW_SALESFORCE__ACCESS_TOKEN",
+                )
+            })?,
         },
     };
     let mut cc = ClientConfig::new(login_url, auth);
@@ -122,7 +131,8 @@ pub fn fields_of(cfg: &SalesforceConfig, object: &str) -> Vec<String> {
 pub const KIND: SourceKind = SourceKind {
     name: SOURCE,
     configured: |cfg: &Config| cfg.salesforce.enabled,
-    how_to_configure: "set salesforce.enabled = true, salesforce.login_url and the credentials of salesforce.auth",
+    how_to_configure:
+        "set salesforce.enabled = true, salesforce.login_url and the credentials of salesforce.auth",
     build,
 };
 

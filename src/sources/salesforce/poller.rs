@@ -89,7 +89,10 @@ impl PollSettings {
     pub fn soql(&self, after: Option<&Cursor>, keyset: bool) -> String {
         let filter = match after {
             None => String::new(),
-            Some(c) => format!(" WHERE {}", c.after_clause(if keyset { 0 } else { self.overlap_ms })),
+            Some(c) => format!(
+                " WHERE {}",
+                c.after_clause(if keyset { 0 } else { self.overlap_ms })
+            ),
         };
         format!(
             "SELECT {} FROM {}{filter} ORDER BY SystemModstamp, Id LIMIT {}",
@@ -129,7 +132,11 @@ impl ObjectPoller {
     }
 
     /// Polls until `shutdown`; with `until_caught_up`, returns after the first complete cycle.
-    pub async fn run(mut self, shutdown: CancellationToken, until_caught_up: bool) -> Result<(), SourceError> {
+    pub async fn run(
+        mut self,
+        shutdown: CancellationToken,
+        until_caught_up: bool,
+    ) -> Result<(), SourceError> {
         let object = self.settings.object.clone();
         self.persisted = self.cursors.load(&object).await?;
         info!(%object, cursor = ?self.persisted, "salesforce poller starting");
@@ -151,7 +158,11 @@ impl ObjectPoller {
                     }
                 }
                 Err(error) if error.is_retriable() && failures < MAX_FAILED_CYCLES => {
-                    failures = if self.persisted > before { 1 } else { failures + 1 };
+                    failures = if self.persisted > before {
+                        1
+                    } else {
+                        failures + 1
+                    };
                     self.emitter.forget();
                     let delay = crate::runtime::backoff(failures, Duration::from_secs(30));
                     warn!(%object, failures, %error, delay_ms = delay.as_millis() as u64, "salesforce poll failed, retrying from the saved cursor");
@@ -175,7 +186,11 @@ impl ObjectPoller {
         let Some(from) = DateTime::<Utc>::from_timestamp_millis(cursor.modstamp_ms) else {
             return Ok(false);
         };
-        match self.client.deleted(&self.settings.object, from, Utc::now()).await {
+        match self
+            .client
+            .deleted(&self.settings.object, from, Utc::now())
+            .await
+        {
             Ok(d) => Ok(parse_datetime(&d.earliest_date_available).is_none_or(|e| e <= from)),
             // The window cannot reach that far back at all.
             Err(e) if e.error_code() == Some("INVALID_REPLICATION_DATE") => Ok(false),
@@ -212,11 +227,13 @@ impl ObjectPoller {
             let mut last: Option<Cursor> = None;
             for r in &records {
                 let (cursor, op) = meta(&object, r)?;
-                let raw = RawValue::from_string(Value::Object(r.clone()).to_string())
-                    .map_err(|e| SourceError::BadRecord {
-                        entity: object.clone(),
-                        what: "JSON",
-                        record: e.to_string(),
+                let raw =
+                    RawValue::from_string(Value::Object(r.clone()).to_string()).map_err(|e| {
+                        SourceError::BadRecord {
+                            entity: object.clone(),
+                            what: "JSON",
+                            record: e.to_string(),
+                        }
                     })?;
                 if let Some(d) = self
                     .emitter
@@ -254,9 +271,16 @@ fn meta(object: &str, r: &Map<String, Value>) -> Result<(Cursor, Op), SourceErro
     let bad = |what: &'static str| SourceError::BadRecord {
         entity: object.to_string(),
         what,
-        record: Value::Object(r.clone()).to_string().chars().take(200).collect(),
+        record: Value::Object(r.clone())
+            .to_string()
+            .chars()
+            .take(200)
+            .collect(),
     };
-    let id = r.get("Id").and_then(Value::as_str).ok_or_else(|| bad("Id"))?;
+    let id = r
+        .get("Id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("Id"))?;
     let modstamp = r
         .get("SystemModstamp")
         .and_then(Value::as_str)
@@ -302,17 +326,28 @@ mod tests {
             "SELECT Id, SystemModstamp, IsDeleted FROM Contact WHERE (SystemModstamp > 2024-01-01T00:00:00.000Z) OR \
 (SystemModstamp = 2024-01-01T00:00:00.000Z AND Id > '003xx0000000001AAA') ORDER BY SystemModstamp, Id LIMIT 500"
         );
-        assert!(s.soql(Some(&c), false).contains("WHERE SystemModstamp >= 2023-12-31T23:59:59.000Z"));
+        assert!(s
+            .soql(Some(&c), false)
+            .contains("WHERE SystemModstamp >= 2023-12-31T23:59:59.000Z"));
     }
 
     #[test]
     fn cursor_order_and_ops() {
-        let a = Cursor { modstamp_ms: 1, id: "b".into() };
-        let b = Cursor { modstamp_ms: 2, id: "a".into() };
+        let a = Cursor {
+            modstamp_ms: 1,
+            id: "b".into(),
+        };
+        let b = Cursor {
+            modstamp_ms: 2,
+            id: "a".into(),
+        };
         assert!(a < b);
         let mut r = Map::new();
         r.insert("Id".into(), Value::String("003xx0000000001AAA".into()));
-        r.insert("SystemModstamp".into(), Value::String("2024-01-01T00:00:00.000+0000".into()));
+        r.insert(
+            "SystemModstamp".into(),
+            Value::String("2024-01-01T00:00:00.000+0000".into()),
+        );
         r.insert("IsDeleted".into(), Value::Bool(true));
         let (c, op) = meta("Contact", &r).unwrap();
         assert_eq!((c.modstamp_ms, op), (1_704_067_200_000, Op::Delete));

@@ -318,7 +318,13 @@ fn window(
     reach_days: u32,
     resolution_secs: u64,
 ) -> Result<(i64, i64), Box<Response>> {
-    let bad = |m: &str| Box::new(api_error(StatusCode::BAD_REQUEST, "INVALID_REPLICATION_DATE", m));
+    let bad = |m: &str| {
+        Box::new(api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REPLICATION_DATE",
+            m,
+        ))
+    };
     let start = p
         .get("start")
         .and_then(|v| parse_datetime(v))
@@ -398,14 +404,10 @@ pub async fn deleted(
         return not_found();
     };
     db.purge_deleted_log(o, retention_start);
+    // Rounded up to the window resolution: the answer must never claim deletions it no longer has.
+    let res = (s.config.window_resolution_secs as i64).max(1) * 1000;
     let earliest = db.objects[o].log_purged_before_ms.max(retention_start);
-    let earliest = chrono::DateTime::from_timestamp_millis(earliest)
-        .and_then(|t| {
-            t.duration_trunc(TimeDelta::seconds(s.config.window_resolution_secs as i64))
-                .ok()
-        })
-        .map(|t| t.timestamp_millis())
-        .unwrap_or(earliest);
+    let earliest = earliest + (res - earliest.rem_euclid(res)) % res;
     Json(DeletedResult {
         deleted_records: db
             .deleted_in(o, start, end)

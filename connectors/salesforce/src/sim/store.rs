@@ -544,10 +544,7 @@ fn check_literal(name: &str, ft: FieldType, l: &Literal) -> Result<Literal, Soql
     })
 }
 
-fn bind(
-    e: &Expr,
-    field: &FieldResolver<'_>,
-) -> Result<Bound, SoqlError> {
+fn bind(e: &Expr, field: &FieldResolver<'_>) -> Result<Bound, SoqlError> {
     Ok(match e {
         Expr::And(v) => Bound::And(v.iter().map(|x| bind(x, field)).collect::<Result<_, _>>()?),
         Expr::Or(v) => Bound::Or(v.iter().map(|x| bind(x, field)).collect::<Result<_, _>>()?),
