@@ -169,7 +169,7 @@ enum SimCommand {
     Ml(crmflow_embedding::sim::SimArgs),
     /// A Salesforce org over TLS (OAuth, SOAP login, REST/SOQL, Pub/Sub API over gRPC), with seeded data and
     /// faults.
-    Salesforce(crmflow_salesforce::sim::SimArgs),
+    Salesforce(Box<crmflow_salesforce::sim::SimArgs>),
 }
 
 #[derive(Subcommand)]
@@ -271,7 +271,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         } => crmflow_bullhorn::sim::run(args).await?,
         Command::Sim {
             command: SimCommand::Salesforce(args),
-        } => crmflow_salesforce::sim::run(args).await?,
+        } => crmflow_salesforce::sim::run(*args).await?,
         Command::Topics => {
             let specs = crmflow::pipeline::topic_specs(&cfg);
             crmflow::kafka::ensure_topics(&cfg.kafka, &specs).await?;

@@ -201,7 +201,7 @@ async fn a_hung_active_instance_is_replaced_and_cannot_move_the_cursor_when_it_r
     let s = wait_for("a back on standby", Duration::from_secs(20), async || {
         let s = crmflow::status::read(&cfg).await.ok()?;
         let r = s.readers.iter().find(|r| r.source == "bullhorn")?.clone();
-        r.standby.iter().any(|i| *i == first).then_some(r)
+        r.standby.contains(&first).then_some(r)
     })
     .await;
     assert_eq!(s.active.as_deref(), Some(second.as_str()));

@@ -52,7 +52,7 @@ impl Cursor {
         let t = ts(self.modstamp_ms);
         format!(
             "(SystemModstamp > {t}) OR (SystemModstamp = {t} AND Id > '{}')",
-            self.id.replace('\\', "").replace('\'', "")
+            self.id.replace(['\\', '\''], "")
         )
     }
 }
