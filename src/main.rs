@@ -170,6 +170,9 @@ enum SimCommand {
     /// The HubSpot CRM v3 API (private-app and OAuth tokens, search, batch read, rate limits, signed
     /// webhooks), with seeded contacts, deals and a jobs custom object, and faults.
     Hubspot(Box<crmflow_hubspot::sim::SimArgs>),
+    /// A Salesforce org over TLS (OAuth, SOAP login, REST/SOQL, Pub/Sub API over gRPC), with seeded data and
+    /// faults.
+    Salesforce(Box<crmflow_salesforce::sim::SimArgs>),
 }
 
 #[derive(Subcommand)]
@@ -272,6 +275,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         Command::Sim {
             command: SimCommand::Hubspot(args),
         } => crmflow_hubspot::sim::run(*args).await?,
+        Command::Sim {
+            command: SimCommand::Salesforce(args),
+        } => crmflow_salesforce::sim::run(*args).await?,
         Command::Topics => {
             let specs = crmflow::pipeline::topic_specs(&cfg);
             crmflow::kafka::ensure_topics(&cfg.kafka, &specs).await?;

@@ -18,6 +18,13 @@ pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {
             compacted: false,
         })
         .collect();
+    if cfg.salesforce.enabled {
+        specs.extend(cfg.salesforce.objects.iter().map(|o| TopicSpec {
+            name: t.raw("salesforce", o),
+            partitions: p,
+            compacted: false,
+        }));
+    }
     for entity in ["candidate", "position"] {
         specs.push(TopicSpec {
             name: t.canonical(entity),

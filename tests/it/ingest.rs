@@ -62,7 +62,12 @@ async fn ingest_until_caught_up(cfg: &Config) {
 
 /// Every event on an entity's raw topic, from the beginning to the current end.
 pub(crate) async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
-    let topic = Topics::new(&cfg.kafka).raw("bullhorn", entity);
+    raw_events_of(cfg, "bullhorn", entity).await
+}
+
+/// Every event on `crm`'s raw topic of `entity`, from the beginning to the current end.
+pub(crate) async fn raw_events_of(cfg: &Config, crm: &str, entity: &str) -> Vec<ChangeEvent> {
+    let topic = Topics::new(&cfg.kafka).raw(crm, entity);
     let consumer: StreamConsumer = kafka::client_config(&cfg.kafka)
         .set(
             "group.id",

@@ -12,5 +12,6 @@ mod fixtures;
 mod foundation;
 mod ingest;
 mod operate;
+mod salesforce;
 mod sources;
 mod stages;
