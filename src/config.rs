@@ -8,12 +8,33 @@
 //!
 //! Every struct denies unknown keys, so a typo is an error naming the key and where it came
 //! from instead of a silently ignored setting. Secrets are [`SecretString`]: they are never
-//! printed by `Debug`, and `crmflow config check` shows them as `[redacted]`.
+//! printed by `Debug`, and `crmflow config check` shows them as `[redacted]` (so are the
+//! sensitive librdkafka properties in `kafka.client_properties`, see [`ClientProperties`]).
+//!
+//! ## Secrets from files
+//!
+//! Every secret also comes from a file (the Docker/Kubernetes secrets convention): the config
+//! key `<key>_file` (e.g. `postgres.password_file`), or the environment name with `_FILE`
+//! (`DB_PASSWORD_FILE`, `BULLHORN_CLIENT_SECRET_FILE`, `KAFKA_SASL_PASSWORD_FILE`, and
+//! `CRMFLOW_<SECTION>__<KEY>_FILE` for any secret). The file is read once at start, one
+//! trailing newline (`\n` or `\r\n`) trimmed; a file, when given, wins over the plain value.
+//! A missing or unreadable file is a one-line error naming the key and the file, never its
+//! content. To add a secret: a `SecretString` field plus a `<field>_file: Option<PathBuf>`
+//! field, a row in [`SECRET_KEYS`] (which gives the `_FILE` environment name), and a line in
+//! `Config::resolve_secret_files` calling [`read_secret_file`].
+//!
+//! ## Postgres connection strings
+//!
+//! `postgres.url` (`DATABASE_URL`) takes a libpq URL or keyword/value string, `sslmode` and
+//! friends included ([`conninfo`]). Its parts are the lowest layer of `[postgres]`: a
+//! `postgres.*` key set in the file or the environment overrides the matching part.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+pub mod conninfo;
+
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
@@ -34,7 +55,92 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("ML_SERVICE_URL", "ml.url"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
     ("OTEL_SERVICE_NAME", "telemetry.service_name"),
+    // Connectivity (issue #12): libpq's and the Kafka clients' usual names.
+    ("DATABASE_URL", "postgres.url"),
+    ("DB_SSLMODE", "postgres.sslmode"),
+    ("PGSSLMODE", "postgres.sslmode"),
+    ("DB_SSLROOTCERT", "postgres.sslrootcert"),
+    ("PGSSLROOTCERT", "postgres.sslrootcert"),
+    ("DB_SSLCERT", "postgres.sslcert"),
+    ("PGSSLCERT", "postgres.sslcert"),
+    ("DB_SSLKEY", "postgres.sslkey"),
+    ("PGSSLKEY", "postgres.sslkey"),
+    ("KAFKA_SECURITY_PROTOCOL", "kafka.security_protocol"),
+    ("KAFKA_SSL_CA_LOCATION", "kafka.tls.ca_file"),
+    ("KAFKA_SSL_CERTIFICATE_LOCATION", "kafka.tls.cert_file"),
+    ("KAFKA_SSL_KEY_LOCATION", "kafka.tls.key_file"),
+    ("KAFKA_SSL_KEY_PASSWORD", "kafka.tls.key_password"),
+    ("KAFKA_SSL_VERIFY_HOSTNAME", "kafka.tls.verify_hostname"),
+    ("KAFKA_SASL_MECHANISM", "kafka.sasl.mechanism"),
+    ("KAFKA_SASL_USERNAME", "kafka.sasl.username"),
+    ("KAFKA_SASL_PASSWORD", "kafka.sasl.password"),
+    (
+        "KAFKA_SASL_OAUTHBEARER_METHOD",
+        "kafka.sasl.oauthbearer_method",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_CLIENT_ID",
+        "kafka.sasl.oauthbearer_client_id",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+        "kafka.sasl.oauthbearer_client_secret",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+        "kafka.sasl.oauthbearer_token_endpoint_url",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_SCOPE",
+        "kafka.sasl.oauthbearer_scope",
+    ),
+    ("ML_API_KEY", "ml.api_key"),
 ];
+
+/// Every secret key and its environment name. Each also accepts `<key>_file` and
+/// `<ENV>_FILE` (see the module docs); the `_FILE` environment names are derived from here.
+pub const SECRET_KEYS: &[(&str, &str)] = &[
+    ("postgres.password", "DB_PASSWORD"),
+    ("postgres.url", "DATABASE_URL"),
+    ("bullhorn.client_secret", "BULLHORN_CLIENT_SECRET"),
+    ("bullhorn.password", "BULLHORN_PASSWORD"),
+    ("ml.api_key", "ML_API_KEY"),
+    ("kafka.sasl.password", "KAFKA_SASL_PASSWORD"),
+    ("kafka.tls.key_password", "KAFKA_SSL_KEY_PASSWORD"),
+    (
+        "kafka.sasl.oauthbearer_client_secret",
+        "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+    ),
+];
+
+/// Reads one secret file: content with one trailing newline trimmed. The error names `key`
+/// and the file, never the content.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
+    let mut s = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
+        key: format!("{key}_file"),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(SecretString::from(s))
+}
+
+/// `slot` from `file` when a file is given.
+fn secret_from_file(
+    key: &str,
+    slot: &mut Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    if let Some(path) = file {
+        *slot = Some(read_secret_file(key, path)?);
+    }
+    Ok(())
+}
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +156,13 @@ pub enum ConfigError {
     },
     #[error("configuration error: config file {0} does not exist")]
     NoFile(PathBuf),
+    /// A secret file (`<key>_file`, `<ENV>_FILE`) cannot be read.
+    #[error("configuration error: cannot read `{key}` {}: {reason}", path.display())]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// The whole configuration.
@@ -84,8 +197,196 @@ pub struct KafkaConfig {
     /// Static group membership (`group.instance.id`): a restarted instance with the same id
     /// takes its partitions back at once, without a rebalance. Unique per instance.
     pub group_instance_id: Option<String>,
-    /// Extra librdkafka properties applied to every client (e.g. `security.protocol`).
-    pub client_properties: std::collections::BTreeMap<String, String>,
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL` (librdkafka `security.protocol`).
+    /// Unset: `SASL_SSL` when `kafka.sasl.mechanism` is set, `SSL` when a `kafka.tls` file is
+    /// set, else `PLAINTEXT`. Env: `KAFKA_SECURITY_PROTOCOL`.
+    pub security_protocol: Option<SecurityProtocol>,
+    /// TLS to the brokers (`SSL`, `SASL_SSL`).
+    pub tls: KafkaTlsConfig,
+    /// SASL authentication (`SASL_PLAINTEXT`, `SASL_SSL`).
+    pub sasl: KafkaSaslConfig,
+    /// Extra librdkafka properties applied to every client, after (so over) the ones the
+    /// `kafka.*` keys above produce. Values of sensitive properties (`sasl.password`,
+    /// `ssl.key.password`, ...) are redacted by `config check` and `Debug`.
+    pub client_properties: ClientProperties,
+}
+
+/// librdkafka `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    #[serde(alias = "plaintext")]
+    Plaintext,
+    #[serde(alias = "ssl")]
+    Ssl,
+    #[serde(alias = "sasl_plaintext")]
+    SaslPlaintext,
+    #[serde(alias = "sasl_ssl")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+/// TLS to Kafka: the CA that signed the brokers' certificates and, for mTLS, the client's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaTlsConfig {
+    /// PEM CA file (`ssl.ca.location`); unset: the system's CA store. Env:
+    /// `KAFKA_SSL_CA_LOCATION`.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mTLS (`ssl.certificate.location`). Env:
+    /// `KAFKA_SSL_CERTIFICATE_LOCATION`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM client private key for mTLS (`ssl.key.location`). Env: `KAFKA_SSL_KEY_LOCATION`.
+    pub key_file: Option<PathBuf>,
+    /// Password of an encrypted `key_file` (`ssl.key.password`). Env: `KAFKA_SSL_KEY_PASSWORD`.
+    #[serde(serialize_with = "redact_opt")]
+    pub key_password: Option<SecretString>,
+    /// File holding `key_password`. Env: `KAFKA_SSL_KEY_PASSWORD_FILE`.
+    pub key_password_file: Option<PathBuf>,
+    /// Check that the broker certificate names the host connected to
+    /// (`ssl.endpoint.identification.algorithm = https`); `false` only for test setups.
+    pub verify_hostname: bool,
+}
+
+impl Default for KafkaTlsConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            key_password: None,
+            key_password_file: None,
+            verify_hostname: true,
+        }
+    }
+}
+
+/// SASL mechanism (librdkafka `sasl.mechanisms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN", alias = "plain")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256", alias = "scram-sha-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512", alias = "scram-sha-512")]
+    ScramSha512,
+    #[serde(rename = "OAUTHBEARER", alias = "oauthbearer")]
+    OAuthBearer,
+}
+
+impl SaslMechanism {
+    /// librdkafka's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
+/// SASL credentials. PLAIN and SCRAM use `username`/`password`; OAUTHBEARER uses the
+/// `oauthbearer_*` keys (OIDC client credentials, fetched and refreshed by librdkafka).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSaslConfig {
+    /// Env: `KAFKA_SASL_MECHANISM`.
+    pub mechanism: Option<SaslMechanism>,
+    /// Env: `KAFKA_SASL_USERNAME`.
+    pub username: Option<String>,
+    /// Env: `KAFKA_SASL_PASSWORD`.
+    #[serde(serialize_with = "redact_opt")]
+    pub password: Option<SecretString>,
+    /// File holding `password`. Env: `KAFKA_SASL_PASSWORD_FILE`.
+    pub password_file: Option<PathBuf>,
+    /// `oidc` (default when a token endpoint is set: client-credentials grant against
+    /// `oauthbearer_token_endpoint_url`) or `unsecured-jwt` (an unsigned token for test
+    /// brokers, `oauthbearer_config` e.g. `principal=admin`). Env:
+    /// `KAFKA_SASL_OAUTHBEARER_METHOD`.
+    pub oauthbearer_method: Option<String>,
+    /// Env: `KAFKA_SASL_OAUTHBEARER_CLIENT_ID`.
+    pub oauthbearer_client_id: Option<String>,
+    /// Env: `KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET`.
+    #[serde(serialize_with = "redact_opt")]
+    pub oauthbearer_client_secret: Option<SecretString>,
+    /// File holding `oauthbearer_client_secret`.
+    pub oauthbearer_client_secret_file: Option<PathBuf>,
+    /// Env: `KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL`.
+    pub oauthbearer_token_endpoint_url: Option<String>,
+    /// Space-separated scopes. Env: `KAFKA_SASL_OAUTHBEARER_SCOPE`.
+    pub oauthbearer_scope: Option<String>,
+    /// Extensions as `key=value,...` (Confluent Cloud: `logicalCluster=lkc-...,identityPoolId=pool-...`).
+    pub oauthbearer_extensions: Option<String>,
+    /// librdkafka `sasl.oauthbearer.config` (the unsecured-JWT method's `principal=...`).
+    pub oauthbearer_config: Option<String>,
+}
+
+/// Raw librdkafka properties. `Debug` and `config check` redact the values of sensitive keys.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ClientProperties(pub std::collections::BTreeMap<String, String>);
+
+impl ClientProperties {
+    /// Whether a librdkafka property holds a secret (its value is never printed).
+    pub fn is_sensitive(key: &str) -> bool {
+        let k = key.to_ascii_lowercase();
+        k.contains("password")
+            || k.contains("secret")
+            || k.contains("jaas")
+            || k.ends_with(".pem") && k.contains("key")
+            || k == "sasl.oauthbearer.config"
+    }
+
+    fn redacted(&self) -> std::collections::BTreeMap<&str, &str> {
+        self.0
+            .iter()
+            .map(|(k, v)| {
+                let v = if Self::is_sensitive(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect()
+    }
+}
+
+impl std::ops::Deref for ClientProperties {
+    type Target = std::collections::BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ClientProperties {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.redacted().fmt(f)
+    }
+}
+
+impl Serialize for ClientProperties {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(s)
+    }
 }
 
 impl Default for KafkaConfig {
@@ -97,6 +398,9 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             session_timeout_ms: 10_000,
             group_instance_id: None,
+            security_protocol: None,
+            tls: KafkaTlsConfig::default(),
+            sasl: KafkaSaslConfig::default(),
             client_properties: Default::default(),
         }
     }
@@ -123,6 +427,72 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// Connect timeout, seconds.
     pub connect_timeout_secs: u64,
+    /// libpq connection string, URL (`postgres://user:pw@host:port/db?sslmode=verify-full`) or
+    /// keyword/value (`host=db sslmode=require`); the other `postgres.*` keys override its parts.
+    /// Env: `DATABASE_URL`.
+    #[serde(serialize_with = "redact_opt")]
+    pub url: Option<SecretString>,
+    /// File holding `url` (it usually holds the password). Env: `DATABASE_URL_FILE`.
+    pub url_file: Option<PathBuf>,
+    /// File holding `password`. Env: `DB_PASSWORD_FILE`.
+    pub password_file: Option<PathBuf>,
+    /// `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`, as in libpq.
+    /// Env: `DB_SSLMODE` or `PGSSLMODE`.
+    pub sslmode: SslMode,
+    /// PEM file of the CA(s) to trust, or `system` for the bundled Mozilla roots. Env:
+    /// `DB_SSLROOTCERT` or `PGSSLROOTCERT`.
+    pub sslrootcert: Option<PathBuf>,
+    /// PEM client certificate (mTLS). Env: `DB_SSLCERT` or `PGSSLCERT`.
+    pub sslcert: Option<PathBuf>,
+    /// PEM client key (mTLS). Env: `DB_SSLKEY` or `PGSSLKEY`.
+    pub sslkey: Option<PathBuf>,
+}
+
+/// libpq's `sslmode` (the table is in `store::tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, unverified; plain otherwise (libpq's default).
+    #[default]
+    Prefer,
+    /// TLS, unverified unless `sslrootcert` is given (then as `verify-ca`).
+    Require,
+    /// TLS, the chain must lead to `sslrootcert`.
+    VerifyCa,
+    /// TLS, chain and host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// libpq's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            // allow / other values: named with the accepted ones.
+            other => return Err(format!(
+                "sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
+            )),
+        })
+    }
 }
 
 impl Default for PostgresConfig {
@@ -136,6 +506,13 @@ impl Default for PostgresConfig {
             schema: "public".into(),
             pool_size: 8,
             connect_timeout_secs: 5,
+            url: None,
+            url_file: None,
+            password_file: None,
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
@@ -161,11 +538,15 @@ pub struct BullhornConfig {
     /// Env: `BULLHORN_CLIENT_SECRET`.
     #[serde(serialize_with = "redact_opt")]
     pub client_secret: Option<SecretString>,
+    /// File holding `client_secret`. Env: `BULLHORN_CLIENT_SECRET_FILE`.
+    pub client_secret_file: Option<PathBuf>,
     /// API user. Env: `BULLHORN_USERNAME`.
     pub username: Option<String>,
     /// Env: `BULLHORN_PASSWORD`.
     #[serde(serialize_with = "redact_opt")]
     pub password: Option<SecretString>,
+    /// File holding `password`. Env: `BULLHORN_PASSWORD_FILE`.
+    pub password_file: Option<PathBuf>,
     /// Entities to read.
     pub entities: Vec<String>,
     /// `poll` or `events`.
@@ -210,8 +591,10 @@ impl Default for BullhornConfig {
             rest_url: "https://rest.bullhornstaffing.com/rest-services".into(),
             client_id: None,
             client_secret: None,
+            client_secret_file: None,
             username: None,
             password: None,
+            password_file: None,
             entities: vec!["Candidate".into(), "JobOrder".into()],
             mode: BullhornMode::Poll,
             poll_interval_secs: 30,
@@ -286,9 +669,11 @@ pub struct MlConfig {
     pub model: String,
     /// Vector dimension the model produces.
     pub dim: usize,
-    /// Bearer token for OpenAI-compatible services.
+    /// Bearer token for OpenAI-compatible services. Env: `ML_API_KEY`.
     #[serde(serialize_with = "redact_opt")]
     pub api_key: Option<SecretString>,
+    /// File holding `api_key`. Env: `ML_API_KEY_FILE`.
+    pub api_key_file: Option<PathBuf>,
     /// Per-request timeout, seconds.
     pub timeout_secs: u64,
 }
@@ -301,6 +686,7 @@ impl Default for MlConfig {
             model: "sim-bow-384".into(),
             dim: 384,
             api_key: None,
+            api_key_file: None,
             timeout_secs: 30,
         }
     }
@@ -521,11 +907,93 @@ impl Config {
             None => {}
         }
         fig = fig.merge(Self::env_provider());
-        fig.extract::<Config>()
-            .map_err(|e| ConfigError::Invalid(one_line(&e)))
+        // postgres.url (DATABASE_URL) is the base of [postgres]: its parts go below the file
+        // and the environment, so explicitly set keys override them.
+        let url = match fig.extract_inner::<Option<PathBuf>>("postgres.url_file") {
+            Ok(Some(path)) if !path.as_os_str().is_empty() => {
+                Some(read_secret_file("postgres.url", &path)?)
+            }
+            _ => fig
+                .extract_inner::<Option<String>>("postgres.url")
+                .ok()
+                .flatten()
+                .map(SecretString::from),
+        };
+        if let Some(url) = url {
+            let info = conninfo::ConnInfo::parse(url.expose_secret()).map_err(|e| {
+                ConfigError::Invalid(format!("{e} in `postgres.url` (DATABASE_URL)"))
+            })?;
+            fig = url_layer(info).merge(fig);
+        }
+        let mut cfg = fig
+            .extract::<Config>()
+            .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        cfg.resolve_secret_files()?;
+        Ok(cfg)
     }
 
-    /// The environment layer: aliases plus `CRMFLOW_<SECTION>__<KEY>`.
+    /// Reads every `<secret>_file` that is set into its secret (see the module docs). An
+    /// empty path (`KAFKA_SSL_CA_LOCATION=` from a compose `${VAR:-}`) counts as unset.
+    pub fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        let (p, k) = (&mut self.postgres, &mut self.kafka);
+        for path in [
+            &mut p.password_file,
+            &mut p.url_file,
+            &mut p.sslrootcert,
+            &mut p.sslcert,
+            &mut p.sslkey,
+            &mut k.tls.ca_file,
+            &mut k.tls.cert_file,
+            &mut k.tls.key_file,
+            &mut k.tls.key_password_file,
+            &mut k.sasl.password_file,
+            &mut k.sasl.oauthbearer_client_secret_file,
+            &mut self.bullhorn.client_secret_file,
+            &mut self.bullhorn.password_file,
+            &mut self.ml.api_key_file,
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *path = None;
+            }
+        }
+        if let Some(path) = &self.postgres.password_file {
+            self.postgres.password = read_secret_file("postgres.password", path)?;
+        }
+        secret_from_file(
+            "postgres.url",
+            &mut self.postgres.url,
+            &self.postgres.url_file,
+        )?;
+        let b = &mut self.bullhorn;
+        secret_from_file(
+            "bullhorn.client_secret",
+            &mut b.client_secret,
+            &b.client_secret_file,
+        )?;
+        secret_from_file("bullhorn.password", &mut b.password, &b.password_file)?;
+        let m = &mut self.ml;
+        secret_from_file("ml.api_key", &mut m.api_key, &m.api_key_file)?;
+        let k = &mut self.kafka;
+        secret_from_file(
+            "kafka.sasl.password",
+            &mut k.sasl.password,
+            &k.sasl.password_file,
+        )?;
+        secret_from_file(
+            "kafka.tls.key_password",
+            &mut k.tls.key_password,
+            &k.tls.key_password_file,
+        )?;
+        secret_from_file(
+            "kafka.sasl.oauthbearer_client_secret",
+            &mut k.sasl.oauthbearer_client_secret,
+            &k.sasl.oauthbearer_client_secret_file,
+        )?;
+        Ok(())
+    }
+
+    /// The environment layer: aliases (and `<ENV>_FILE` of every secret) plus
+    /// `CRMFLOW_<SECTION>__<KEY>`.
     pub fn env_provider() -> Figment {
         let aliases = Env::raw()
             .filter_map(|k| {
@@ -533,6 +1001,15 @@ impl Config {
                     .iter()
                     .find(|(env, _)| k.as_str().eq_ignore_ascii_case(env))
                     .map(|(_, key)| (*key).into())
+                    .or_else(|| {
+                        // `<ENV>_FILE` of a secret: `<key>_file`.
+                        let name = k.as_str().to_ascii_uppercase();
+                        let base = name.strip_suffix("_FILE")?;
+                        SECRET_KEYS
+                            .iter()
+                            .find(|(_, env)| base == *env)
+                            .map(|(key, _)| format!("{key}_file").into())
+                    })
             })
             .split(".");
         // Only names with a section separator, so CRMFLOW_CONFIG and script variables such as
@@ -548,12 +1025,20 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 
-    /// Postgres connection settings for tokio-postgres.
+    /// Postgres connection settings for tokio-postgres (the TLS connector comes from
+    /// `store::tls`; open connections with `store::connect` or `store::pool`).
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let p = &self.postgres;
         let mut c = tokio_postgres::Config::new();
-        c.host(&p.host)
-            .port(p.port)
+        for host in p.host.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            c.host(host);
+        }
+        c.ssl_mode(match p.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        c.port(p.port)
             .dbname(&p.dbname)
             .user(&p.user)
             .password(p.password.expose_secret())
@@ -564,6 +1049,36 @@ impl Config {
         }
         c
     }
+}
+
+/// The parts of `postgres.url` as a figment layer (only the parts it has).
+fn url_layer(info: conninfo::ConnInfo) -> Figment {
+    let mut f = Figment::new();
+    let strings = [
+        ("postgres.host", info.host),
+        ("postgres.dbname", info.dbname),
+        ("postgres.user", info.user),
+        ("postgres.password", info.password),
+        (
+            "postgres.sslmode",
+            info.sslmode.map(|m| m.as_str().to_owned()),
+        ),
+        ("postgres.sslrootcert", info.sslrootcert),
+        ("postgres.sslcert", info.sslcert),
+        ("postgres.sslkey", info.sslkey),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = v {
+            f = f.merge(Serialized::default(key, v));
+        }
+    }
+    if let Some(p) = info.port {
+        f = f.merge(Serialized::default("postgres.port", p));
+    }
+    if let Some(t) = info.connect_timeout_secs {
+        f = f.merge(Serialized::default("postgres.connect_timeout_secs", t));
+    }
+    f
 }
 
 /// figment's messages can span lines (one per error); the operator wants one line that names
@@ -703,5 +1218,126 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/crmflow.toml"));
+    }
+
+    #[test]
+    fn secrets_from_files_env_and_config_keys_trim_one_newline() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("db.pw", "db-secret\n")?;
+            jail.create_file("kafka.pw", "kafka-secret\r\n")?;
+            jail.create_file("bh.secret", "bh-secret\n\n")?;
+            jail.create_file("ml.key", "ml-key")?;
+            jail.create_file(
+                "crmflow.toml",
+                "[bullhorn]\nclient_secret = \"plain\"\nclient_secret_file = \"bh.secret\"\n",
+            )?;
+            jail.set_env("DB_PASSWORD", "ignored-when-a-file-is-given");
+            jail.set_env("DB_PASSWORD_FILE", "db.pw");
+            jail.set_env("KAFKA_SASL_PASSWORD_FILE", "kafka.pw");
+            jail.set_env("CRMFLOW_ML__API_KEY_FILE", "ml.key");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.postgres.password.expose_secret(), "db-secret");
+            let kafka = c.kafka.sasl.password.as_ref().unwrap();
+            assert_eq!(kafka.expose_secret(), "kafka-secret");
+            let bh = c.bullhorn.client_secret.as_ref().unwrap();
+            assert_eq!(
+                bh.expose_secret(),
+                "bh-secret\n",
+                "only one newline is trimmed"
+            );
+            assert_eq!(c.ml.api_key.as_ref().unwrap().expose_secret(), "ml-key");
+            let shown = format!("{c:?}\n{}", c.redacted_toml());
+            assert!(!shown.contains("-secret"), "{shown}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_secret_file_is_one_line_naming_key_and_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("BULLHORN_PASSWORD_FILE", "/run/secrets/nope");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("bullhorn.password_file"), "{err}");
+            assert!(err.contains("/run/secrets/nope"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_is_the_base_and_postgres_keys_override_it() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env(
+                "DATABASE_URL",
+                "postgres://app:url-pw@db.example.com:6000/crm?sslmode=verify-full&sslrootcert=/ca.pem",
+            );
+            jail.set_env("DB_PORT", "7000");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let p = &c.postgres;
+            assert_eq!((p.host.as_str(), p.port), ("db.example.com", 7000));
+            assert_eq!((p.dbname.as_str(), p.user.as_str()), ("crm", "app"));
+            assert_eq!(p.password.expose_secret(), "url-pw");
+            assert_eq!(p.sslmode, SslMode::VerifyFull);
+            assert_eq!(p.sslrootcert.as_deref(), Some(Path::new("/ca.pem")));
+            assert!(!c.redacted_toml().contains("url-pw"));
+            let pg = c.pg_config();
+            assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+
+            jail.set_env("DATABASE_URL", "host=a,b sslmode=disable user=kv");
+            jail.set_env("PGSSLMODE", "require");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.postgres.sslmode,
+                SslMode::Require,
+                "PGSSLMODE wins over the URL"
+            );
+            assert_eq!(c.postgres.user, "kv");
+            assert_eq!(c.pg_config().get_hosts().len(), 2);
+
+            jail.set_env("DATABASE_URL", "postgres://u:hunter2@h/d?sslmode=maybe");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("sslmode") && err.contains("DATABASE_URL"),
+                "{err}"
+            );
+            assert!(!err.contains("hunter2"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kafka_security_env_names_and_redacted_client_properties() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512");
+            jail.set_env("KAFKA_SASL_USERNAME", "app");
+            jail.set_env("KAFKA_SASL_PASSWORD", "sasl-hunter2");
+            jail.set_env("KAFKA_SSL_CA_LOCATION", "/ca.pem");
+            jail.set_env("KAFKA_SSL_VERIFY_HOSTNAME", "false");
+            jail.set_env("KAFKA_SSL_CERTIFICATE_LOCATION", "");
+            jail.create_file(
+                "crmflow.toml",
+                "[kafka.client_properties]\n\"sasl.password\" = \"raw-hunter2\"\n\"ssl.key.password\" = \"key-hunter2\"\n\"sasl.oauthbearer.client.secret\" = \"oidc-hunter2\"\n\"linger.ms\" = \"5\"\n",
+            )?;
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let k = &c.kafka;
+            assert_eq!(k.security_protocol, Some(SecurityProtocol::SaslSsl));
+            assert_eq!(k.sasl.mechanism, Some(SaslMechanism::ScramSha512));
+            assert_eq!(k.tls.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+            assert_eq!(k.tls.cert_file, None, "an empty value is unset");
+            assert!(!k.tls.verify_hostname);
+            assert_eq!(
+                k.client_properties.get("linger.ms").map(String::as_str),
+                Some("5")
+            );
+            let shown = format!("{c:?}\n{}", c.redacted_toml());
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(c.redacted_toml().contains("\"linger.ms\" = \"5\""));
+            Ok(())
+        });
     }
 }

@@ -12,4 +12,5 @@ mod fixtures;
 mod foundation;
 mod ingest;
 mod operate;
+mod secure;
 mod stages;
