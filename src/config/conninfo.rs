@@ -193,7 +193,7 @@ mod tests {
         let i = ConnInfo::parse("postgresql://u@h/d").unwrap();
         assert_eq!(
             (i.host.as_deref(), i.port, i.dbname.as_deref(), i.password),
-            (Some("h"), None, Some("d"), None)
+            (Some("h"), Some(5432), Some("d"), None)
         );
         assert_eq!(i.sslmode, None);
     }

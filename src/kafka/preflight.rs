@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
 
@@ -16,6 +17,25 @@ use crate::config::KafkaConfig;
 /// Records the first error that waiting will not cure (authentication, TLS).
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Option<String>>>);
+
+impl Capture {
+    fn note(&self, reason: &str) {
+        self.0.lock().get_or_insert_with(|| reason.to_owned());
+    }
+}
+
+/// librdkafka's words for failures that waiting will not cure.
+fn is_fatal_text(reason: &str) -> bool {
+    [
+        "SSL handshake failed",
+        "certificate verify failed",
+        "SASL authentication error",
+        "Authentication failed",
+        "SSL routines",
+    ]
+    .iter()
+    .any(|m| reason.contains(m))
+}
 
 impl ClientContext for Capture {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -28,11 +48,35 @@ impl ClientContext for Capture {
                     | RDKafkaErrorCode::SaslAuthenticationFailed
                     | RDKafkaErrorCode::UnsupportedSASLMechanism
                     | RDKafkaErrorCode::IllegalSASLState
-                    | RDKafkaErrorCode::InvalidArgument
             )
         );
-        if fatal {
-            self.0.lock().get_or_insert_with(|| reason.to_owned());
+        if fatal || is_fatal_text(reason) {
+            self.note(reason);
+        }
+    }
+
+    // A failed TLS handshake is reported as a transport failure whose reason may only be in
+    // the log line; the line goes to the logs as usual.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if is_fatal_text(message) {
+            self.note(message);
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
         }
     }
 }
