@@ -488,9 +488,11 @@ impl std::str::FromStr for SslMode {
             "verify-ca" => Self::VerifyCa,
             "verify-full" => Self::VerifyFull,
             // allow / other values: named with the accepted ones.
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
-            )),
+            ))
+            }
         })
     }
 }

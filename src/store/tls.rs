@@ -43,10 +43,11 @@ pub struct TlsSetupError(pub String);
 /// so callers can tell it from other connection errors (`prefer` retries without TLS; it is
 /// never retriable).
 #[derive(Debug, thiserror::Error)]
-#[error("TLS handshake with {server} failed: {source}")]
+#[error("TLS handshake with {server} failed: {reason}")]
 pub struct HandshakeError {
     server: String,
-    source: io::Error,
+    /// rustls's reason (kept as text, so error chains do not print it twice).
+    reason: String,
 }
 
 /// A tokio-postgres TLS connector built once from the configuration and cloned per connection.
@@ -211,7 +212,10 @@ where
                 .connect(self.name, stream)
                 .await
                 .map(|s| RustlsStream(Box::new(s)))
-                .map_err(|source| HandshakeError { server, source })
+                .map_err(|e| HandshakeError {
+                    server,
+                    reason: e.to_string(),
+                })
         })
     }
 }

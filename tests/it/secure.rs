@@ -173,6 +173,17 @@ async fn proxy_on_other_name(target: String) -> String {
     addr.to_string()
 }
 
+/// An error with its causes.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s = format!("{s}: {c}");
+        cause = c.source();
+    }
+    s
+}
+
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -286,23 +297,31 @@ async fn sync_and_sink_over_sasl_ssl_scram_and_verify_full_with_secrets_from_fil
     );
     let mut plain = cfg.clone();
     plain.postgres.sslmode = SslMode::Disable;
-    let err = crmflow::store::connect(&plain)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = crmflow::store::connect(&plain).await.unwrap_err();
+    let err = chain(&err);
     assert!(err.contains("no encryption"), "{err}");
 
     // `config check` redacts, also raw librdkafka properties.
     let mut cmd = with_bullhorn(secure_cmd(&cfg, &s, &files));
+    let file = std::env::temp_dir().join(format!("{}.toml", cfg.postgres.schema));
+    std::fs::write(
+        &file,
+        "[kafka.client_properties]\n\"ssl.key.password\" = \"raw-key-secret-9\"\n\"linger.ms\" = \"5\"\n",
+    )
+    .unwrap();
     cmd.args(["config", "check"])
-        .env(
-            "CRMFLOW_KAFKA__CLIENT_PROPERTIES__SSL__KEY__PASSWORD",
-            "raw-key-secret-9",
-        )
+        .env("CRMFLOW_CONFIG", &file)
         .env("CRMFLOW_ML__API_KEY", "ml-api-key-secret-7");
     let (out, _) = run_output(cmd, Duration::from_secs(30));
+    let _ = std::fs::remove_file(&file);
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{shown}");
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(shown.contains("\"linger.ms\" = \"5\""), "{shown}");
+    assert!(!shown.contains("raw-key-secret-9"), "{shown}");
     assert!(shown.contains("[redacted]"), "{shown}");
     assert!(shown.contains("sslmode = \"verify-full\""), "{shown}");
     assert_clean("config check", &shown);
@@ -429,6 +448,23 @@ async fn kafka_hostname_mismatch_fails_fast_and_can_be_waived() {
     .unwrap();
     assert!(line.contains("certificate verify failed"), "{line}");
     assert!(line.contains("127.0.0.2"), "{line}");
+
+    // kafka.tls.verify_hostname = false waives the name check (the chain is still checked).
+    let e = env("false");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(crmflow_bin());
+        cmd.args(["topics"])
+            .env("CRMFLOW_KAFKA__TOPIC_PREFIX", "t_secure_waive.")
+            .envs(e);
+        run_output(cmd, Duration::from_secs(60)).0
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +518,7 @@ async fn postgres_tls_failures_are_quick_one_line_errors() {
     ])
     .await
     .unwrap();
-    assert!(line.contains("NotValidForName"), "{line}");
+    assert!(line.contains("not valid for name"), "{line}");
     assert!(line.contains("127.0.0.2"), "{line}");
 
     // verify-ca checks the chain only: the same proxy is fine.
@@ -499,7 +535,7 @@ async fn postgres_tls_failures_are_quick_one_line_errors() {
         .expect("require + sslrootcert");
     ca_only.postgres.sslrootcert = Some("system".into());
     let err = crmflow::store::connect(&ca_only).await.unwrap_err();
-    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert!(chain(&err).contains("UnknownIssuer"), "{}", chain(&err));
     assert!(!err.is_retriable(), "a certificate problem is not retried");
 
     // A missing secret file: a one-line error naming the file.
