@@ -148,8 +148,10 @@ mod tests {
 
     #[test]
     fn sasl_plaintext_has_no_tls_properties() {
-        let mut c = KafkaConfig::default();
-        c.security_protocol = Some(SecurityProtocol::SaslPlaintext);
+        let mut c = KafkaConfig {
+            security_protocol: Some(SecurityProtocol::SaslPlaintext),
+            ..Default::default()
+        };
         c.tls.ca_file = Some("/ca.pem".into());
         c.sasl.username = Some("u".into());
         let p = props(&c);
