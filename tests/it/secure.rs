@@ -574,3 +574,125 @@ async fn prefer_uses_tls_when_offered_and_require_without_ca_does_not_verify() {
     assert!(err.contains("sslrootcert"), "{err}");
     let _ = s;
 }
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | *b as u32) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A one-route OIDC token endpoint: answers every POST with an unsigned JWT for `admin` (the
+/// local broker validates OAUTHBEARER tokens with Kafka's unsecured validator) and records the
+/// requests' `Authorization` headers.
+async fn token_endpoint() -> (String, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/oauth2/token", l.local_addr().unwrap());
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(auth) = req
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            {
+                record.lock().push(auth.to_owned());
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let jwt = format!(
+                "{}.{}.",
+                base64url(br#"{"alg":"none"}"#),
+                base64url(
+                    format!(
+                        r#"{{"sub":"admin","iat":{now},"exp":{},"scope":"kafka"}}"#,
+                        now + 3600
+                    )
+                    .as_bytes()
+                )
+            );
+            let body =
+                format!(r#"{{"access_token":"{jwt}","token_type":"bearer","expires_in":3600}}"#);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_oidc_client_credentials_and_unsecured_jwt() {
+    let s = secure();
+    let (url, seen) = token_endpoint().await;
+    let secret = format!("oidc-secret-{:08x}", rand::random::<u32>());
+    let secret_file = secret_file("oidc-secret", &secret);
+    let ca = s.ca.display().to_string();
+    let (kafka, sf) = (s.kafka.clone(), secret_file.clone());
+    // OIDC: librdkafka (built with libcurl) runs the client-credentials grant itself.
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(crmflow_bin());
+        cmd.args(["topics"])
+            .env("CRMFLOW_KAFKA__TOPIC_PREFIX", "t_secure_oidc.")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &kafka)
+            .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+            .env("KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", &url)
+            .env("KAFKA_SASL_OAUTHBEARER_CLIENT_ID", "crmflow-client")
+            .env("KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE", &sf)
+            .env("KAFKA_SASL_OAUTHBEARER_SCOPE", "kafka")
+            .env("KAFKA_SSL_CA_LOCATION", &ca)
+            .env("CRMFLOW_METRICS__LISTEN", "");
+        run_output(cmd, Duration::from_secs(60)).0
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&secret), "{stderr}");
+    // The secret from the file went to the token endpoint as HTTP Basic credentials.
+    let want = base64url(format!("crmflow-client:{secret}").as_bytes());
+    let auths = seen.lock().clone();
+    assert!(
+        auths.iter().any(|a| {
+            let v = a.split_whitespace().last().unwrap_or_default();
+            v.trim_end_matches('=').replace('+', "-").replace('/', "_") == want
+        }),
+        "{auths:?}"
+    );
+    let _ = std::fs::remove_file(&secret_file);
+
+    // The unsecured-JWT method (test brokers): no token endpoint at all.
+    let ca = s.ca.display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(crmflow_bin());
+        cmd.args(["topics"])
+            .env("CRMFLOW_KAFKA__TOPIC_PREFIX", "t_secure_jwt.")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &s.kafka)
+            .env("KAFKA_SASL_MECHANISM", "OAUTHBEARER")
+            .env("KAFKA_SASL_OAUTHBEARER_METHOD", "unsecured-jwt")
+            .env("CRMFLOW_KAFKA__SASL__OAUTHBEARER_CONFIG", "principal=admin")
+            .env("KAFKA_SSL_CA_LOCATION", &ca)
+            .env("CRMFLOW_METRICS__LISTEN", "");
+        run_output(cmd, Duration::from_secs(60)).0
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
