@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 # crmflow: a multi-stage build. The builder compiles the release binary (librdkafka is built from
-# source by rdkafka-sys, so it needs a C/C++ toolchain, make, perl and zlib); the runtime image is
-# Debian slim with the binary, CA certificates and curl (for container healthchecks), run as a
-# non-root user. Migrations and Avro schemas are compiled into the binary.
+# source by rdkafka-sys, so it needs a C/C++ toolchain, make, perl and zlib, plus OpenSSL and
+# libcurl headers for Kafka TLS/SASL and OAUTHBEARER OIDC); the runtime image is Debian slim with
+# the binary, libssl3 and libcurl4 (linked by librdkafka), CA certificates and curl (for
+# container healthchecks), run as a non-root user. Migrations and Avro schemas are compiled into
+# the binary.
 #
 #   docker build -t crmflow:local .
 #   docker run --rm crmflow:local config check
@@ -13,6 +15,7 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS builder
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential perl pkg-config zlib1g-dev \
+      libssl-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -26,7 +29,7 @@ RUN --mount=type=cache,id=crmflow-cargo-registry,target=/usr/local/cargo/registr
 
 FROM ${RUNTIME_IMAGE} AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libcurl4 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 crmflow \
  && useradd --system --uid 10001 --gid crmflow --home-dir /nonexistent --no-create-home \

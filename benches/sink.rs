@@ -4,7 +4,8 @@
 //! Prints rows/s for both, their ratio, and the process's peak RSS while draining.
 //!
 //! Needs the local services (`scripts/services up`, env from `scripts/services env`) and `psql`.
-//! `cargo bench -p crmflow --bench sink` (`BENCH_ROWS` sets the backlog, default 200,000).
+//! `cargo bench -p crmflow --bench sink` (`BENCH_ROWS` sets the backlog, default 200,000;
+//! `BENCH_PG_SSLMODE=verify-full` measures both over TLS, `disable` over plaintext).
 
 mod common;
 
@@ -239,9 +240,20 @@ async fn main() {
         updates.join(", ")
     );
     let url = format!(
-        "postgres://{}:crmflow@{}:{}/{}",
-        cfg.postgres.user, cfg.postgres.host, cfg.postgres.port, cfg.postgres.dbname
+        "postgres://{}:{}@{}:{}/{}?sslmode={}{}",
+        cfg.postgres.user,
+        secrecy::ExposeSecret::expose_secret(&cfg.postgres.password),
+        cfg.postgres.host,
+        cfg.postgres.port,
+        cfg.postgres.dbname,
+        cfg.postgres.sslmode.as_str(),
+        cfg.postgres
+            .sslrootcert
+            .as_deref()
+            .map(|p| format!("&sslrootcert={}", p.display()))
+            .unwrap_or_default()
     );
+    println!("postgres sslmode: {}", cfg.postgres.sslmode.as_str());
     let t = Instant::now();
     let mut child = std::process::Command::new("psql")
         .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-f", "-"])

@@ -8,10 +8,42 @@
 //!
 //! Every struct denies unknown keys, so a typo is an error naming the key and where it came
 //! from instead of a silently ignored setting. Secrets are [`SecretString`]: they are never
-//! printed by `Debug`, and `crmflow config check` shows them as `[redacted]`.
+//! printed by `Debug`, and `crmflow config check` shows them as `[redacted]` (so are the
+//! sensitive librdkafka properties in `kafka.client_properties`, see [`ClientProperties`]).
+//!
+//! ## Secrets from files
+//!
+//! Every secret also comes from a file (the Docker/Kubernetes secrets convention): the config
+//! key `<key>_file` (e.g. `postgres.password_file`), or the environment name with `_FILE`
+//! (`DB_PASSWORD_FILE`, `BULLHORN_CLIENT_SECRET_FILE`, `KAFKA_SASL_PASSWORD_FILE`, and
+//! `CRMFLOW_<SECTION>__<KEY>_FILE` for any secret). The file is read once at start, one
+//! trailing newline (`\n` or `\r\n`) trimmed; a file, when given, wins over the plain value.
+//! A missing or unreadable file is a one-line error naming the key and the file, never its
+//! content. To add a secret: a `SecretString` field plus a `<field>_file: Option<PathBuf>`
+//! field, a row in [`SECRET_KEYS`] (which gives the `_FILE` environment name), and a line in
+//! `Config::resolve_secret_files` calling [`read_secret_file`].
+//!
+//! ## Postgres connection strings
+//!
+//! `postgres.url` (`DATABASE_URL`) takes a libpq URL or keyword/value string, `sslmode` and
+//! friends included ([`conninfo`]). Its parts are the lowest layer of `[postgres]`: a
+//! `postgres.*` key set in the file or the environment overrides the matching part.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub mod conninfo;
+mod kafka;
+mod postgres;
+mod secrets;
+
+pub use kafka::{
+    ClientProperties, KafkaConfig, KafkaSaslConfig, KafkaTlsConfig, SaslMechanism, SecurityProtocol,
+};
+use postgres::url_layer;
+pub use postgres::{PostgresConfig, SslMode};
+use secrets::secret_from_file;
+pub use secrets::{read_secret_file, SECRET_KEYS};
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -34,6 +66,46 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("ML_SERVICE_URL", "ml.url"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
     ("OTEL_SERVICE_NAME", "telemetry.service_name"),
+    // Connectivity (issue #12): libpq's and the Kafka clients' usual names.
+    ("DATABASE_URL", "postgres.url"),
+    ("DB_SSLMODE", "postgres.sslmode"),
+    ("PGSSLMODE", "postgres.sslmode"),
+    ("DB_SSLROOTCERT", "postgres.sslrootcert"),
+    ("PGSSLROOTCERT", "postgres.sslrootcert"),
+    ("DB_SSLCERT", "postgres.sslcert"),
+    ("PGSSLCERT", "postgres.sslcert"),
+    ("DB_SSLKEY", "postgres.sslkey"),
+    ("PGSSLKEY", "postgres.sslkey"),
+    ("KAFKA_SECURITY_PROTOCOL", "kafka.security_protocol"),
+    ("KAFKA_SSL_CA_LOCATION", "kafka.tls.ca_file"),
+    ("KAFKA_SSL_CERTIFICATE_LOCATION", "kafka.tls.cert_file"),
+    ("KAFKA_SSL_KEY_LOCATION", "kafka.tls.key_file"),
+    ("KAFKA_SSL_KEY_PASSWORD", "kafka.tls.key_password"),
+    ("KAFKA_SSL_VERIFY_HOSTNAME", "kafka.tls.verify_hostname"),
+    ("KAFKA_SASL_MECHANISM", "kafka.sasl.mechanism"),
+    ("KAFKA_SASL_USERNAME", "kafka.sasl.username"),
+    ("KAFKA_SASL_PASSWORD", "kafka.sasl.password"),
+    (
+        "KAFKA_SASL_OAUTHBEARER_METHOD",
+        "kafka.sasl.oauthbearer_method",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_CLIENT_ID",
+        "kafka.sasl.oauthbearer_client_id",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+        "kafka.sasl.oauthbearer_client_secret",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
+        "kafka.sasl.oauthbearer_token_endpoint_url",
+    ),
+    (
+        "KAFKA_SASL_OAUTHBEARER_SCOPE",
+        "kafka.sasl.oauthbearer_scope",
+    ),
+    ("ML_API_KEY", "ml.api_key"),
 ];
 
 /// Why the configuration could not be loaded.
@@ -50,6 +122,13 @@ pub enum ConfigError {
     },
     #[error("configuration error: config file {0} does not exist")]
     NoFile(PathBuf),
+    /// A secret file (`<key>_file`, `<ENV>_FILE`) cannot be read.
+    #[error("configuration error: cannot read `{key}` {}: {reason}", path.display())]
+    SecretFile {
+        key: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// The whole configuration.
@@ -67,79 +146,6 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
-}
-
-/// Kafka connection and topic layout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Comma-separated `host:port` list. Env: `KAFKA_BOOTSTRAP_SERVERS`.
-    pub bootstrap_servers: String,
-    /// Prepended to every topic and consumer-group name; lets tests and tenants share a cluster.
-    pub topic_prefix: String,
-    /// Partitions of topics crmflow creates.
-    pub partitions: i32,
-    /// Replication factor of topics crmflow creates (1 on a single local broker).
-    pub replication_factor: i32,
-    /// Consumer session timeout, milliseconds: how long a dead instance holds its partitions.
-    pub session_timeout_ms: u32,
-    /// Static group membership (`group.instance.id`): a restarted instance with the same id
-    /// takes its partitions back at once, without a rebalance. Unique per instance.
-    pub group_instance_id: Option<String>,
-    /// Extra librdkafka properties applied to every client (e.g. `security.protocol`).
-    pub client_properties: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        Self {
-            bootstrap_servers: "127.0.0.1:9092".into(),
-            topic_prefix: String::new(),
-            partitions: 6,
-            replication_factor: 1,
-            session_timeout_ms: 10_000,
-            group_instance_id: None,
-            client_properties: Default::default(),
-        }
-    }
-}
-
-/// PostgreSQL connection.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostgresConfig {
-    /// Env: `DB_HOST`.
-    pub host: String,
-    /// Env: `DB_PORT`.
-    pub port: u16,
-    /// Env: `DB_NAME`.
-    pub dbname: String,
-    /// Env: `DB_USER`.
-    pub user: String,
-    /// Env: `DB_PASSWORD`.
-    #[serde(serialize_with = "redact")]
-    pub password: SecretString,
-    /// Schema that holds crmflow's tables (tests use one schema each).
-    pub schema: String,
-    /// Connections in the pool.
-    pub pool_size: usize,
-    /// Connect timeout, seconds.
-    pub connect_timeout_secs: u64,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 5432,
-            dbname: "crmflow".into(),
-            user: "crmflow".into(),
-            password: SecretString::from("crmflow"),
-            schema: "public".into(),
-            pool_size: 8,
-            connect_timeout_secs: 5,
-        }
-    }
 }
 
 /// What every source shares: how its active/standby lease behaves.
@@ -185,11 +191,15 @@ pub struct BullhornConfig {
     /// Env: `BULLHORN_CLIENT_SECRET`.
     #[serde(serialize_with = "redact_opt")]
     pub client_secret: Option<SecretString>,
+    /// File holding `client_secret`. Env: `BULLHORN_CLIENT_SECRET_FILE`.
+    pub client_secret_file: Option<PathBuf>,
     /// API user. Env: `BULLHORN_USERNAME`.
     pub username: Option<String>,
     /// Env: `BULLHORN_PASSWORD`.
     #[serde(serialize_with = "redact_opt")]
     pub password: Option<SecretString>,
+    /// File holding `password`. Env: `BULLHORN_PASSWORD_FILE`.
+    pub password_file: Option<PathBuf>,
     /// Entities to read.
     pub entities: Vec<String>,
     /// `poll` or `events`.
@@ -235,8 +245,10 @@ impl Default for BullhornConfig {
             rest_url: "https://rest.bullhornstaffing.com/rest-services".into(),
             client_id: None,
             client_secret: None,
+            client_secret_file: None,
             username: None,
             password: None,
+            password_file: None,
             entities: vec!["Candidate".into(), "JobOrder".into()],
             mode: BullhornMode::Poll,
             poll_interval_secs: 30,
@@ -402,9 +414,11 @@ pub struct MlConfig {
     pub model: String,
     /// Vector dimension the model produces.
     pub dim: usize,
-    /// Bearer token for OpenAI-compatible services.
+    /// Bearer token for OpenAI-compatible services. Env: `ML_API_KEY`.
     #[serde(serialize_with = "redact_opt")]
     pub api_key: Option<SecretString>,
+    /// File holding `api_key`. Env: `ML_API_KEY_FILE`.
+    pub api_key_file: Option<PathBuf>,
     /// Per-request timeout, seconds.
     pub timeout_secs: u64,
 }
@@ -417,6 +431,7 @@ impl Default for MlConfig {
             model: "sim-bow-384".into(),
             dim: 384,
             api_key: None,
+            api_key_file: None,
             timeout_secs: 30,
         }
     }
@@ -607,11 +622,11 @@ impl Default for MetricsConfig {
     }
 }
 
-fn redact<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn redact<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
 }
 
-fn redact_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn redact_opt<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_str("[redacted]"),
         None => s.serialize_none(),
@@ -637,11 +652,93 @@ impl Config {
             None => {}
         }
         fig = fig.merge(Self::env_provider());
-        fig.extract::<Config>()
-            .map_err(|e| ConfigError::Invalid(one_line(&e)))
+        // postgres.url (DATABASE_URL) is the base of [postgres]: its parts go below the file
+        // and the environment, so explicitly set keys override them.
+        let url = match fig.extract_inner::<Option<PathBuf>>("postgres.url_file") {
+            Ok(Some(path)) if !path.as_os_str().is_empty() => {
+                Some(read_secret_file("postgres.url", &path)?)
+            }
+            _ => fig
+                .extract_inner::<Option<String>>("postgres.url")
+                .ok()
+                .flatten()
+                .map(SecretString::from),
+        };
+        if let Some(url) = url {
+            let info = conninfo::ConnInfo::parse(url.expose_secret()).map_err(|e| {
+                ConfigError::Invalid(format!("{e} in `postgres.url` (DATABASE_URL)"))
+            })?;
+            fig = url_layer(info).merge(fig);
+        }
+        let mut cfg = fig
+            .extract::<Config>()
+            .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
+        cfg.resolve_secret_files()?;
+        Ok(cfg)
     }
 
-    /// The environment layer: aliases plus `CRMFLOW_<SECTION>__<KEY>`.
+    /// Reads every `<secret>_file` that is set into its secret (see the module docs). An
+    /// empty path (`KAFKA_SSL_CA_LOCATION=` from a compose `${VAR:-}`) counts as unset.
+    pub fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        let (p, k) = (&mut self.postgres, &mut self.kafka);
+        for path in [
+            &mut p.password_file,
+            &mut p.url_file,
+            &mut p.sslrootcert,
+            &mut p.sslcert,
+            &mut p.sslkey,
+            &mut k.tls.ca_file,
+            &mut k.tls.cert_file,
+            &mut k.tls.key_file,
+            &mut k.tls.key_password_file,
+            &mut k.sasl.password_file,
+            &mut k.sasl.oauthbearer_client_secret_file,
+            &mut self.bullhorn.client_secret_file,
+            &mut self.bullhorn.password_file,
+            &mut self.ml.api_key_file,
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *path = None;
+            }
+        }
+        if let Some(path) = &self.postgres.password_file {
+            self.postgres.password = read_secret_file("postgres.password", path)?;
+        }
+        secret_from_file(
+            "postgres.url",
+            &mut self.postgres.url,
+            &self.postgres.url_file,
+        )?;
+        let b = &mut self.bullhorn;
+        secret_from_file(
+            "bullhorn.client_secret",
+            &mut b.client_secret,
+            &b.client_secret_file,
+        )?;
+        secret_from_file("bullhorn.password", &mut b.password, &b.password_file)?;
+        let m = &mut self.ml;
+        secret_from_file("ml.api_key", &mut m.api_key, &m.api_key_file)?;
+        let k = &mut self.kafka;
+        secret_from_file(
+            "kafka.sasl.password",
+            &mut k.sasl.password,
+            &k.sasl.password_file,
+        )?;
+        secret_from_file(
+            "kafka.tls.key_password",
+            &mut k.tls.key_password,
+            &k.tls.key_password_file,
+        )?;
+        secret_from_file(
+            "kafka.sasl.oauthbearer_client_secret",
+            &mut k.sasl.oauthbearer_client_secret,
+            &k.sasl.oauthbearer_client_secret_file,
+        )?;
+        Ok(())
+    }
+
+    /// The environment layer: aliases (and `<ENV>_FILE` of every secret) plus
+    /// `CRMFLOW_<SECTION>__<KEY>`.
     pub fn env_provider() -> Figment {
         let aliases = Env::raw()
             .filter_map(|k| {
@@ -649,6 +746,15 @@ impl Config {
                     .iter()
                     .find(|(env, _)| k.as_str().eq_ignore_ascii_case(env))
                     .map(|(_, key)| (*key).into())
+                    .or_else(|| {
+                        // `<ENV>_FILE` of a secret: `<key>_file`.
+                        let name = k.as_str().to_ascii_uppercase();
+                        let base = name.strip_suffix("_FILE")?;
+                        SECRET_KEYS
+                            .iter()
+                            .find(|(_, env)| base == *env)
+                            .map(|(key, _)| format!("{key}_file").into())
+                    })
             })
             .split(".");
         // Only names with a section separator, so CRMFLOW_CONFIG and script variables such as
@@ -664,12 +770,20 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 
-    /// Postgres connection settings for tokio-postgres.
+    /// Postgres connection settings for tokio-postgres (the TLS connector comes from
+    /// `store::tls`; open connections with `store::connect` or `store::pool`).
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let p = &self.postgres;
         let mut c = tokio_postgres::Config::new();
-        c.host(&p.host)
-            .port(p.port)
+        for host in p.host.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            c.host(host);
+        }
+        c.ssl_mode(match p.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        c.port(p.port)
             .dbname(&p.dbname)
             .user(&p.user)
             .password(p.password.expose_secret())

@@ -1,5 +1,9 @@
-//! PostgreSQL: the connection pool and the schema migrations (`migrations/`, embedded with
-//! refinery).
+//! PostgreSQL: connections (the pool and dedicated ones, TLS per `postgres.sslmode`, see
+//! [`tls`]) and the schema migrations (`migrations/`, embedded with refinery).
+//!
+//! Every connection crmflow opens goes through [`PgConnect`]: the pool, migrations, the
+//! readiness probe, `status`, `dlq`, benches and test helpers. It applies libpq's `prefer`
+//! (TLS when offered; when the handshake fails, once more without TLS).
 //!
 //! Migrations run under a session advisory lock, so two processes starting at once apply them
 //! one after the other (the second finds nothing to do), and running them twice is a no-op.
@@ -7,9 +11,13 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
-use crate::config::Config;
+use crate::config::{Config, SslMode};
+
+pub mod tls;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -28,6 +36,9 @@ pub enum StoreError {
     Migrate(#[from] refinery::Error),
     #[error("invalid schema name {0:?}: use letters, digits and underscores")]
     SchemaName(String),
+    /// TLS settings that cannot be used (a file that cannot be read, verify-* without a CA).
+    #[error("postgres TLS: {0}")]
+    Tls(#[from] tls::TlsSetupError),
 }
 
 impl StoreError {
@@ -41,6 +52,10 @@ impl StoreError {
             StoreError::Pool(_) => return true,
             _ => return false,
         };
+        // A certificate the configuration does not trust does not get trusted by waiting.
+        if is_handshake_error(pg) {
+            return false;
+        }
         if pg.is_closed() || pg.as_db_error().is_none() {
             return true;
         }
@@ -71,12 +86,85 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Whether `e` is a failed TLS handshake (untrusted CA, host name mismatch).
+pub fn is_handshake_error(e: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<tls::HandshakeError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Opens connections per the configuration: TLS per `sslmode` and the `prefer` fallback. The
+/// one place connections are made (also the pool's `Connect`).
+#[derive(Clone, Debug)]
+pub struct PgConnect {
+    tls: Option<tls::MakeRustls>,
+    mode: SslMode,
+}
+
+impl PgConnect {
+    /// Reads the TLS files now, so a bad path fails at start, not at the first query.
+    pub fn new(cfg: &Config) -> Result<Self, StoreError> {
+        Ok(Self {
+            tls: tls::MakeRustls::new(&cfg.postgres)?,
+            mode: cfg.postgres.sslmode,
+        })
+    }
+
+    /// One connection; its driver runs on a spawned task (the handle ends with it).
+    pub async fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error> {
+        fn spawn<F>(conn: F) -> JoinHandle<()>
+        where
+            F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+        {
+            tokio::spawn(async move {
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "postgres connection closed");
+                }
+            })
+        }
+        let Some(tls) = &self.tls else {
+            let (client, conn) = pg.connect(NoTls).await?;
+            return Ok((client, spawn(conn)));
+        };
+        match pg.connect(tls.clone()).await {
+            Ok((client, conn)) => Ok((client, spawn(conn))),
+            Err(e) if self.mode == SslMode::Prefer && is_handshake_error(&e) => {
+                tracing::debug!(error = %e, "TLS handshake failed; sslmode=prefer retries without TLS");
+                let mut plain = pg.clone();
+                plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                let (client, conn) = plain.connect(NoTls).await?;
+                Ok((client, spawn(conn)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl deadpool_postgres::Connect for PgConnect {
+    fn connect(
+        &self,
+        pg: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
+    {
+        let pg = pg.clone();
+        Box::pin(async move { PgConnect::connect(self, &pg).await })
+    }
+}
+
 /// Builds the pool (connections open lazily).
 pub fn pool(cfg: &Config) -> Result<Pool, StoreError> {
     check_schema_name(&cfg.postgres.schema)?;
-    let mgr = Manager::from_config(
+    let mgr = Manager::from_connect(
         cfg.pg_config(),
-        NoTls,
+        PgConnect::new(cfg)?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -91,13 +179,14 @@ pub fn pool(cfg: &Config) -> Result<Pool, StoreError> {
 
 /// Opens one dedicated connection (its driver runs on a spawned task).
 pub async fn connect(cfg: &Config) -> Result<tokio_postgres::Client, StoreError> {
-    let (client, conn) = cfg.pg_config().connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = conn.await {
-            tracing::debug!(%error, "postgres connection closed");
-        }
-    });
-    Ok(client)
+    Ok(connect_with_driver(cfg).await?.0)
+}
+
+/// Opens one dedicated connection and returns its driver task too (to wait for a clean close).
+pub async fn connect_with_driver(
+    cfg: &Config,
+) -> Result<(tokio_postgres::Client, JoinHandle<()>), StoreError> {
+    Ok(PgConnect::new(cfg)?.connect(&cfg.pg_config()).await?)
 }
 
 /// The migrations that were applied by this call (empty when the schema was up to date).

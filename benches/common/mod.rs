@@ -2,6 +2,8 @@
 //! isolated under a fresh topic prefix and Postgres schema, and the process's memory figures.
 
 use crmflow::config::Config;
+#[allow(unused_imports)]
+use secrecy::ExposeSecret;
 
 /// A `/proc/self/status` figure in KiB (`VmRSS:`, `VmHWM:`), 0 where unavailable.
 #[allow(dead_code)]
@@ -30,6 +32,20 @@ pub fn isolated_config(bench: &str) -> Config {
     if let Some(v) = std::env::var("DB_PORT").ok().and_then(|v| v.parse().ok()) {
         cfg.postgres.port = v;
     }
+    // BENCH_PG_SSLMODE=verify-full (or require, verify-ca) runs against the TLS Postgres of
+    // `scripts/services` as its TLS-only role; `disable` forces plaintext. Unset: the default
+    // (`prefer`: TLS when the server offers it).
+    if let Ok(mode) = std::env::var("BENCH_PG_SSLMODE") {
+        cfg.postgres.sslmode = serde_json::from_value(serde_json::Value::String(mode.clone()))
+            .unwrap_or_else(|_| panic!("BENCH_PG_SSLMODE={mode}: not an sslmode"));
+        if !matches!(mode.as_str(), "disable" | "prefer") {
+            let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+            cfg.postgres.user = var("SECURE_DB_USER", "crmflow_tls");
+            cfg.postgres.password = var("SECURE_DB_PASSWORD", "crmflow-tls-secret").into();
+            cfg.postgres.sslrootcert =
+                Some(var("SECURE_CA_FILE", "/var/tmp/crmflow-services/tls/ca.pem").into());
+        }
+    }
     let ns = format!("{bench}_{:08x}", rand::random::<u32>());
     cfg.kafka.topic_prefix = format!("{ns}.");
     cfg.kafka.partitions = 6;
@@ -55,6 +71,17 @@ pub fn run_stage_process(cfg: &Config, stage: &str) -> (std::time::Duration, u64
         .env("KAFKA_BOOTSTRAP_SERVERS", &cfg.kafka.bootstrap_servers)
         .env("DB_HOST", &cfg.postgres.host)
         .env("DB_PORT", cfg.postgres.port.to_string())
+        .env("DB_USER", &cfg.postgres.user)
+        .env("DB_PASSWORD", cfg.postgres.password.expose_secret())
+        .env("DB_SSLMODE", cfg.postgres.sslmode.as_str())
+        .env(
+            "DB_SSLROOTCERT",
+            cfg.postgres
+                .sslrootcert
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        )
         .env("CRMFLOW_METRICS__LISTEN", "")
         .env("RUST_LOG", "warn")
         .spawn()

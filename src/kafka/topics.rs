@@ -58,8 +58,10 @@ pub struct TopicSpec {
     pub compacted: bool,
 }
 
-/// Creates the topics that do not exist yet; existing ones are left as they are.
+/// Creates the topics that do not exist yet; existing ones are left as they are. Checks the
+/// connection first, so a bad credential or certificate is a one-line error at once.
 pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), KafkaError> {
+    super::check_connection(cfg, Duration::from_secs(30)).await?;
     let admin: AdminClient<DefaultClientContext> = super::client_config(cfg).create()?;
     let new: Vec<NewTopic> = specs
         .iter()

@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::Router;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
-use tokio_postgres::NoTls;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -98,12 +97,11 @@ async fn readyz(State(p): State<Arc<Probe>>) -> Response {
 /// Whether Postgres accepts a connection and answers `SELECT 1` within the probe timeout.
 pub async fn postgres_reachable(cfg: &Config) -> std::result::Result<(), String> {
     let pg = async {
-        let (client, conn) = cfg.pg_config().connect(NoTls).await?;
-        let driver = tokio::spawn(conn);
+        let (client, driver) = crate::store::connect_with_driver(cfg).await?;
         let r = client.simple_query("SELECT 1").await.map(|_| ());
         drop(client);
         let _ = driver.await;
-        r
+        r.map_err(crate::store::StoreError::from)
     };
     match tokio::time::timeout(PROBE_TIMEOUT, pg).await {
         Ok(Ok(())) => Ok(()),

@@ -14,4 +14,5 @@ mod ingest;
 mod operate;
 mod salesforce;
 mod sources;
+mod secure;
 mod stages;

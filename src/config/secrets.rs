@@ -1,0 +1,107 @@
+//! Secrets read from files (`<key>_file`, `<ENV>_FILE`): the table of secret keys and the
+//! reader. See the `config` module docs for the rules.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+use super::ConfigError;
+
+/// Every secret key and its environment name. Each also accepts `<key>_file` and
+/// `<ENV>_FILE` (see the module docs); the `_FILE` environment names are derived from here.
+pub const SECRET_KEYS: &[(&str, &str)] = &[
+    ("postgres.password", "DB_PASSWORD"),
+    ("postgres.url", "DATABASE_URL"),
+    ("bullhorn.client_secret", "BULLHORN_CLIENT_SECRET"),
+    ("bullhorn.password", "BULLHORN_PASSWORD"),
+    ("ml.api_key", "ML_API_KEY"),
+    ("kafka.sasl.password", "KAFKA_SASL_PASSWORD"),
+    ("kafka.tls.key_password", "KAFKA_SSL_KEY_PASSWORD"),
+    (
+        "kafka.sasl.oauthbearer_client_secret",
+        "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET",
+    ),
+];
+
+/// Reads one secret file: content with one trailing newline trimmed. The error names `key`
+/// and the file, never the content.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<SecretString, ConfigError> {
+    let mut s = std::fs::read_to_string(path).map_err(|e| ConfigError::SecretFile {
+        key: format!("{key}_file"),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(SecretString::from(s))
+}
+
+/// `slot` from `file` when a file is given.
+pub(super) fn secret_from_file(
+    key: &str,
+    slot: &mut Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    if let Some(path) = file {
+        *slot = Some(read_secret_file(key, path)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod tests {
+    use crate::config::Config;
+    use figment::Jail;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn secrets_from_files_env_and_config_keys_trim_one_newline() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("db.pw", "db-secret\n")?;
+            jail.create_file("kafka.pw", "kafka-secret\r\n")?;
+            jail.create_file("bh.secret", "bh-secret\n\n")?;
+            jail.create_file("ml.key", "ml-key")?;
+            jail.create_file(
+                "crmflow.toml",
+                "[bullhorn]\nclient_secret = \"plain\"\nclient_secret_file = \"bh.secret\"\n",
+            )?;
+            jail.set_env("DB_PASSWORD", "ignored-when-a-file-is-given");
+            jail.set_env("DB_PASSWORD_FILE", "db.pw");
+            jail.set_env("KAFKA_SASL_PASSWORD_FILE", "kafka.pw");
+            jail.set_env("CRMFLOW_ML__API_KEY_FILE", "ml.key");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.postgres.password.expose_secret(), "db-secret");
+            let kafka = c.kafka.sasl.password.as_ref().unwrap();
+            assert_eq!(kafka.expose_secret(), "kafka-secret");
+            let bh = c.bullhorn.client_secret.as_ref().unwrap();
+            assert_eq!(
+                bh.expose_secret(),
+                "bh-secret\n",
+                "only one newline is trimmed"
+            );
+            assert_eq!(c.ml.api_key.as_ref().unwrap().expose_secret(), "ml-key");
+            let shown = format!("{c:?}\n{}", c.redacted_toml());
+            assert!(!shown.contains("-secret"), "{shown}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_secret_file_is_one_line_naming_key_and_file() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("BULLHORN_PASSWORD_FILE", "/run/secrets/nope");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("bullhorn.password_file"), "{err}");
+            assert!(err.contains("/run/secrets/nope"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+            Ok(())
+        });
+    }
+}
