@@ -321,6 +321,54 @@ pub struct NormalizeConfig {
     /// Threads that decode, transform, validate and encode a polled batch; 0 means one per
     /// available core.
     pub workers: usize,
+    /// HubSpot's own value sets (rules `hubspot.*`).
+    pub hubspot: HubspotNormalizeConfig,
+}
+
+/// Validation values of HubSpot records (`[normalize.hubspot]`). An empty list disables its check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubspotNormalizeConfig {
+    /// Allowed contact `hs_lead_status` values (rule `hubspot.candidate.lead_status.allowed`);
+    /// the default is HubSpot's default option set.
+    pub lead_statuses: Vec<String>,
+    /// Allowed job `job_status` / deal `dealstage` values (rule `hubspot.position.status.allowed`);
+    /// the default is the jobs object's statuses and the default sales pipeline's stages.
+    pub position_statuses: Vec<String>,
+}
+
+impl Default for HubspotNormalizeConfig {
+    fn default() -> Self {
+        Self {
+            lead_statuses: [
+                "NEW",
+                "OPEN",
+                "IN_PROGRESS",
+                "OPEN_DEAL",
+                "UNQUALIFIED",
+                "ATTEMPTED_TO_CONTACT",
+                "CONNECTED",
+                "BAD_TIMING",
+            ]
+            .map(String::from)
+            .to_vec(),
+            position_statuses: [
+                "OPEN",
+                "ON_HOLD",
+                "FILLED",
+                "CLOSED",
+                "appointmentscheduled",
+                "qualifiedtobuy",
+                "presentationscheduled",
+                "decisionmakerboughtin",
+                "contractsent",
+                "closedwon",
+                "closedlost",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
 impl NormalizeConfig {
@@ -366,6 +414,7 @@ impl Default for NormalizeConfig {
             default_country: "US".into(),
             max_text_chars: 65_536,
             workers: 0,
+            hubspot: HubspotNormalizeConfig::default(),
         }
     }
 }
