@@ -297,6 +297,10 @@ pub struct HubspotObject {
     /// HubSpot's object type in URLs: `contacts`, `deals`, or a custom object's `2-…` id (or
     /// its fully qualified name, `p<portal>_jobs`).
     pub object_type: String,
+    /// The `objectTypeId` webhooks name the object by (`0-1` contacts, `0-3` deals, `2-…` custom
+    /// objects), when it differs from `object_type`.
+    #[serde(default)]
+    pub object_type_id: Option<String>,
     /// Properties read; empty means the defaults of the entity (see [`HubspotConfig::properties_of`]).
     #[serde(default)]
     pub properties: Vec<String>,
@@ -334,6 +338,12 @@ pub struct HubspotConfig {
     /// Results one search query may reach (HubSpot: 10,000; paging past it is a 400). A window
     /// with more is re-anchored at the last modified time read.
     pub search_result_cap: u32,
+    /// Client-side budget of requests per 10 seconds (HubSpot's burst limit is 100-190 by tier).
+    pub requests_per_10s: u32,
+    /// Client-side budget of search requests per second (HubSpot: 4 or 5).
+    pub search_requests_per_sec: u32,
+    /// Requests in flight at once.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HubspotConfig {
@@ -349,11 +359,13 @@ impl Default for HubspotConfig {
                 HubspotObject {
                     entity: "contact".into(),
                     object_type: "contacts".into(),
+                    object_type_id: Some("0-1".into()),
                     properties: vec![],
                 },
                 HubspotObject {
                     entity: "job".into(),
                     object_type: "jobs".into(),
+                    object_type_id: None,
                     properties: vec![],
                 },
             ],
@@ -361,29 +373,72 @@ impl Default for HubspotConfig {
             page_size: 100,
             overlap_ms: 30_000,
             search_result_cap: 10_000,
+            requests_per_10s: 90,
+            search_requests_per_sec: 4,
+            max_concurrent_requests: 8,
         }
     }
 }
 
 /// Properties of a HubSpot contact the canonical candidate is built from.
 pub const HUBSPOT_CONTACT_PROPERTIES: &[&str] = &[
-    "firstname", "lastname", "email", "phone", "mobilephone", "jobtitle", "company", "address",
-    "city", "state", "zip", "country", "hs_lead_status", "skills", "summary", "date_available",
-    "hubspot_owner_id", "createdate", "lastmodifieddate",
+    "firstname",
+    "lastname",
+    "email",
+    "phone",
+    "mobilephone",
+    "jobtitle",
+    "company",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "hs_lead_status",
+    "skills",
+    "summary",
+    "date_available",
+    "hubspot_owner_id",
+    "createdate",
+    "lastmodifieddate",
 ];
 
 /// Properties of the jobs custom object the canonical position is built from.
 pub const HUBSPOT_JOB_PROPERTIES: &[&str] = &[
-    "job_title", "job_description", "job_status", "is_open", "employment_type", "salary",
-    "salary_unit", "pay_rate", "openings", "start_date", "skills", "city", "state", "zip",
-    "country", "company_id", "company_name", "hubspot_owner_id", "hs_createdate",
+    "job_title",
+    "job_description",
+    "job_status",
+    "is_open",
+    "employment_type",
+    "salary",
+    "salary_unit",
+    "pay_rate",
+    "openings",
+    "start_date",
+    "skills",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "company_id",
+    "company_name",
+    "hubspot_owner_id",
+    "hs_createdate",
     "hs_lastmodifieddate",
 ];
 
 /// Properties of a deal the canonical position is built from.
 pub const HUBSPOT_DEAL_PROPERTIES: &[&str] = &[
-    "dealname", "description", "dealstage", "amount", "hs_is_closed", "start_date", "skills",
-    "hubspot_owner_id", "createdate", "hs_lastmodifieddate",
+    "dealname",
+    "description",
+    "dealstage",
+    "amount",
+    "hs_is_closed",
+    "start_date",
+    "skills",
+    "hubspot_owner_id",
+    "createdate",
+    "hs_lastmodifieddate",
 ];
 
 impl HubspotConfig {
@@ -396,7 +451,8 @@ impl HubspotConfig {
     /// webhook subscription names (`contact`, `deal`).
     pub fn object_for_type(&self, object_type: &str) -> Option<&HubspotObject> {
         self.objects.iter().find(|o| {
-            o.object_type.eq_ignore_ascii_case(object_type) || o.entity.eq_ignore_ascii_case(object_type)
+            o.object_type.eq_ignore_ascii_case(object_type)
+                || o.entity.eq_ignore_ascii_case(object_type)
         })
     }
 
@@ -411,16 +467,6 @@ impl HubspotConfig {
             _ => HUBSPOT_JOB_PROPERTIES,
         };
         defaults.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    /// The modified-time property search filters and sorts on: contacts use `lastmodifieddate`,
-    /// every other object `hs_lastmodifieddate`.
-    pub fn modified_property(o: &HubspotObject) -> &'static str {
-        if o.object_type.eq_ignore_ascii_case("contacts") {
-            "lastmodifieddate"
-        } else {
-            "hs_lastmodifieddate"
-        }
     }
 }
 

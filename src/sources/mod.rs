@@ -10,6 +10,7 @@
 pub mod bullhorn;
 pub mod cursors;
 pub mod emit;
+pub mod hubspot;
 
 use crate::error::{Error, Result};
 use crate::runtime::RunCtx;
