@@ -69,6 +69,7 @@ pub struct Config {
     pub hubspot: Option<HubspotConfig>,
     /// The webhook ingress (`crmflow run --stages ingress`).
     pub ingress: IngressConfig,
+    pub sources: SourcesConfig,
     pub ml: MlConfig,
     pub normalize: NormalizeConfig,
     pub sink: SinkConfig,
@@ -150,13 +151,32 @@ impl Default for PostgresConfig {
     }
 }
 
+/// What every source shares: how its active/standby lease behaves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Time to live of a source's lease, milliseconds: how long a dead or hung active reader keeps
+    /// its source before a standby takes over. The holder renews, and a standby polls, every fifth
+    /// of it.
+    pub lease_ttl_ms: u64,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 5_000,
+        }
+    }
+}
+
 /// How the Bullhorn source reads changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BullhornMode {
     /// Incremental `search` by `dateLastModified` (default).
     Poll,
-    /// Bullhorn's event-subscription API.
+    /// Bullhorn's event-subscription API: the subscription is opened first, then every record is
+    /// read by poll (the snapshot), then the events are followed.
     Events,
 }
 
@@ -164,6 +184,9 @@ pub enum BullhornMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BullhornConfig {
+    /// Whether `crmflow run --stages ingest` reads Bullhorn when `--sources` does not say (on by
+    /// default; its credentials are then required).
+    pub enabled: bool,
     /// Discovery URL ending in `/rest-services`. Env: `BULLHORN_REST_URL`.
     pub rest_url: String,
     /// Env: `BULLHORN_CLIENT_ID`.
@@ -217,6 +240,7 @@ clientCorporation(id,name),owner(id,firstName,lastName),dateAdded,dateLastModifi
 impl Default for BullhornConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             rest_url: "https://rest.bullhornstaffing.com/rest-services".into(),
             client_id: None,
             client_secret: None,

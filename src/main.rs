@@ -86,6 +86,10 @@ enum Command {
             default_value = "ingest,normalize,sink,embed,match"
         )]
         stages: Vec<StageName>,
+        /// Comma-separated sources ingest reads (e.g. `bullhorn,hubspot`); every configured
+        /// source by default.
+        #[arg(long, value_delimiter = ',')]
+        sources: Option<Vec<String>>,
         /// One-shot mode for schedulers: exit 0 once every source has caught up with its CRM
         /// and every listed stage has consumed its inputs to their end, all written.
         #[arg(long)]
@@ -217,9 +221,10 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Run {
             stages,
+            sources,
             until_caught_up,
         } => {
-            crmflow::run::run(cfg, &stages, until_caught_up).await?;
+            crmflow::run::run_sources(cfg, &stages, sources, until_caught_up).await?;
         }
         Command::Demo(args) => {
             crmflow::demo::run(cfg, args).await?;

@@ -26,11 +26,26 @@ async fn run_stage(name: StageName, ctx: RunCtx) -> Result<()> {
 
 /// Starts `stages` and waits for them. The first stage that fails stops the others.
 pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Result<()> {
+    run_sources(cfg, stages, None, until_caught_up).await
+}
+
+/// Same as [`run`], with ingest reading only the named `sources` (`--sources`; `None`: every
+/// configured source). An unknown or unconfigured name is a one-line error before anything starts.
+pub async fn run_sources(
+    cfg: Config,
+    stages: &[StageName],
+    sources: Option<Vec<String>>,
+    until_caught_up: bool,
+) -> Result<()> {
+    if stages.contains(&StageName::Ingest) || sources.is_some() {
+        crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
+    }
     let ctx = RunCtx {
         cfg: Arc::new(cfg),
         shutdown: CancellationToken::new(),
         until_caught_up,
         finished: progress::Finished::new(stages),
+        sources,
     };
     crate::store::migrate(&ctx.cfg).await?;
     crate::kafka::ensure_topics(&ctx.cfg.kafka, &crate::pipeline::topic_specs(&ctx.cfg)).await?;

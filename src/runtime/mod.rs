@@ -24,6 +24,8 @@ pub struct RunCtx {
     pub until_caught_up: bool,
     /// Which stages of this run have finished (one-shot mode waits for upstream stages).
     pub finished: progress::Finished,
+    /// The sources ingest reads (`--sources`); `None`: every configured source.
+    pub sources: Option<Vec<String>>,
 }
 
 /// A stage name as given to `--stages`.

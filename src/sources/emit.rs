@@ -1,17 +1,17 @@
-//! From a CRM record to a Kafka message: read the few fields the event needs (id, version, deleted flag)
-//! from the record's JSON, build the `ChangeEvent` (the record itself travels exactly as received), encode it
-//! in Avro and hand it to the producer with a `traceparent` header.
+//! From a CRM record to a Kafka message, for every CRM: the source says what the record is
+//! ([`Record`]: id, version, op, changed fields, the JSON exactly as received), the emitter builds
+//! the `ChangeEvent`, encodes it in Avro and hands it to the producer with a `traceparent` header.
+//! Nothing here knows a CRM's field names: each source reads its own id and version.
 //!
-//! [`Emitter::emit`] skips versions it has already sent — a moka cache of `(id, version)` — which is what
-//! makes overlapping polls and re-got event batches cheap; it never decides what to read, so nothing is
-//! skipped that was not sent before by this process. It returns the delivery future; the caller awaits it
-//! before moving its cursor.
+//! [`Emitter::emit`] skips versions it has already sent — a moka cache of `(id, version)` — which is
+//! what makes overlapping polls and re-got event batches cheap; it never decides what to read, so
+//! nothing is skipped that was not sent before by this process. It returns the delivery future; the
+//! caller awaits it before moving its cursor.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::OwnedHeaders;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::SourceError;
@@ -19,36 +19,17 @@ use crate::kafka::trace::{inject, TraceParent};
 use crate::kafka::{Delivery, Producer};
 use crate::model::{ChangeEvent, Op};
 
-/// The fields of a Bullhorn record an event is built from.
-#[derive(Debug, Deserialize)]
-pub struct RecordMeta {
-    pub id: i64,
-    #[serde(rename = "dateLastModified")]
-    pub date_last_modified: Option<i64>,
-    /// `true`/`false`, or `0`/`1` in some tenants' search answers.
-    #[serde(rename = "isDeleted", default)]
-    pub is_deleted: Option<serde_json::Value>,
-}
-
-impl RecordMeta {
-    /// Parses the meta fields of a raw record.
-    pub fn parse(entity: &str, raw: &RawValue) -> Result<Self, SourceError> {
-        serde_json::from_str(raw.get()).map_err(|_| SourceError::BadRecord {
-            entity: entity.to_owned(),
-            what: "id",
-            record: raw.get().chars().take(200).collect(),
-        })
-    }
-
-    /// Whether the record is soft-deleted.
-    pub fn deleted(&self) -> bool {
-        match &self.is_deleted {
-            Some(serde_json::Value::Bool(b)) => *b,
-            Some(serde_json::Value::Number(n)) => n.as_i64() == Some(1),
-            Some(serde_json::Value::String(s)) => s == "1" || s.eq_ignore_ascii_case("true"),
-            _ => false,
-        }
-    }
+/// One version of one CRM record, as the source read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The CRM's record id (the Kafka key).
+    pub id: &'a str,
+    /// The version, epoch ms (the CRM's modification time, or an event's time for a record
+    /// known only from its event).
+    pub version: i64,
+    pub op: Op,
+    /// The CRM's JSON, carried unchanged in the event.
+    pub raw: &'a RawValue,
 }
 
 /// Sends one entity's events to its raw topic.
@@ -59,13 +40,15 @@ pub struct Emitter {
     entity: String,
     topic: String,
     mode: &'static str,
-    seen: moka::sync::Cache<(i64, i64), ()>,
+    seen: moka::sync::Cache<(Arc<str>, i64), ()>,
 }
 
 /// Versions remembered per entity for de-duplication.
 const SEEN_CAPACITY: u64 = 500_000;
 
 impl Emitter {
+    /// An emitter for `crm`'s `entity`, writing to `topic`; `mode` (`poll`, `events`, `webhook`, ...)
+    /// is recorded in every event's `source_mode`.
     pub fn new(
         producer: Producer,
         crm: &'static str,
@@ -97,46 +80,34 @@ impl Emitter {
         &self.entity
     }
 
-    /// Emits one record version unless this process already sent it. `op`: forced operation (an event
-    /// said DELETED), else derived from `isDeleted`. `version`: used when the record has no
-    /// `dateLastModified` (a hard delete known only from its event).
+    /// The CRM this emitter serves (the `crm` label of its events and metrics).
+    pub fn crm(&self) -> &'static str {
+        self.crm
+    }
+
+    /// Emits one record version unless this process already sent it (`None` then). The returned
+    /// delivery resolves when Kafka acknowledged the event.
     pub async fn emit(
         &self,
-        raw: &RawValue,
-        meta: &RecordMeta,
-        op: Option<Op>,
-        version: Option<i64>,
+        record: Record<'_>,
         changed_fields: Vec<String>,
         tp: &TraceParent,
     ) -> Result<Option<Delivery>, SourceError> {
-        let version =
-            meta.date_last_modified
-                .or(version)
-                .ok_or_else(|| SourceError::BadRecord {
-                    entity: self.entity.clone(),
-                    what: "dateLastModified",
-                    record: raw.get().chars().take(200).collect(),
-                })?;
-        let key = (meta.id, version);
         crate::observe::records_in("ingest", 1);
+        let key: (Arc<str>, i64) = (Arc::from(record.id), record.version);
         if self.seen.contains_key(&key) {
             return Ok(None);
         }
-        let op = op.unwrap_or(if meta.deleted() {
-            Op::Delete
-        } else {
-            Op::Upsert
-        });
         let event = ChangeEvent::new(
             self.crm,
             &self.entity,
-            &meta.id.to_string(),
-            op,
-            version,
+            record.id,
+            record.op,
+            record.version,
             chrono::Utc::now().timestamp_millis(),
             changed_fields,
             self.mode,
-            raw.get().to_owned(),
+            record.raw.get().to_owned(),
         );
         let payload = crate::codec::change_event().encode(&event)?;
         let headers = inject(OwnedHeaders::new(), tp);
@@ -159,29 +130,3 @@ pub async fn acked(deliveries: Vec<Delivery>) -> Result<usize, SourceError> {
 
 /// Shared handle.
 pub type SharedEmitter = Arc<Emitter>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deleted_flag_accepts_bullhorn_spellings() {
-        for (json, deleted) in [
-            (r#"{"id":1,"isDeleted":true}"#, true),
-            (r#"{"id":1,"isDeleted":1}"#, true),
-            (r#"{"id":1,"isDeleted":"true"}"#, true),
-            (r#"{"id":1,"isDeleted":false}"#, false),
-            (r#"{"id":1,"isDeleted":0}"#, false),
-            (r#"{"id":1}"#, false),
-        ] {
-            let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
-            assert_eq!(
-                RecordMeta::parse("Candidate", &raw).unwrap().deleted(),
-                deleted,
-                "{json}"
-            );
-        }
-        let bad: Box<RawValue> = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
-        assert!(RecordMeta::parse("Candidate", &bad).is_err());
-    }
-}

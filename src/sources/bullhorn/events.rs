@@ -20,10 +20,11 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
+use super::record::{self, RecordMeta};
 use crate::kafka::trace::TraceParent;
 use crate::model::Op;
 use crate::sources::cursors::CursorStore;
-use crate::sources::emit::{acked, Emitter, RecordMeta};
+use crate::sources::emit::{acked, Emitter};
 use crate::sources::SourceError;
 
 /// Records read per `entity/{Type}/{ids}` call.
@@ -73,6 +74,11 @@ pub fn merge(batch: &EventBatch) -> BTreeMap<(String, i64), Merged> {
     out
 }
 
+/// Where the state of subscription `subscription` is kept in `source_cursors`.
+pub fn state_key(subscription: &str) -> String {
+    format!("events/{subscription}")
+}
+
 /// Reads one subscription into the raw topics.
 pub struct EventReader {
     client: BullhornClient,
@@ -83,6 +89,7 @@ pub struct EventReader {
     emitters: HashMap<String, Emitter>,
     cursors: CursorStore,
     state: Option<EventState>,
+    fresh: bool,
 }
 
 impl EventReader {
@@ -115,8 +122,10 @@ impl EventReader {
                 .collect(),
             cursors,
             state: None,
+            fresh: false,
         };
         reader.state = reader.cursors.load(&reader.key()).await?;
+        reader.fresh = reader.state.is_none();
         if reader.state.is_none() {
             // A new reader starts at the subscription's current position; saving it now means a crash right
             // after the first poll is still recovered through lastRequestId.
@@ -131,8 +140,21 @@ impl EventReader {
         Ok(reader)
     }
 
+    /// Whether this reader had no saved state when it was opened: it starts at the subscription's
+    /// current position, so what changed before needs a snapshot.
+    pub fn fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// The entities it reads.
+    pub fn entities(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.emitters.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     fn key(&self) -> String {
-        format!("events/{}", self.subscription)
+        state_key(&self.subscription)
     }
 
     async fn save(&mut self, s: EventState) -> Result<(), SourceError> {
@@ -244,8 +266,7 @@ impl EventReader {
                     let sent = match found.get(id) {
                         Some((raw, meta)) => {
                             let op = deleted.then_some(Op::Delete);
-                            emitter
-                                .emit(raw, meta, op, Some(m.timestamp), changed, &tp)
+                            record::emit(emitter, raw, meta, op, Some(m.timestamp), changed, &tp)
                                 .await?
                         }
                         None => {
@@ -257,16 +278,16 @@ impl EventReader {
                                 date_last_modified: None,
                                 is_deleted: None,
                             };
-                            emitter
-                                .emit(
-                                    &raw,
-                                    &meta,
-                                    Some(Op::Delete),
-                                    Some(m.timestamp),
-                                    changed,
-                                    &tp,
-                                )
-                                .await?
+                            record::emit(
+                                emitter,
+                                &raw,
+                                &meta,
+                                Some(Op::Delete),
+                                Some(m.timestamp),
+                                changed,
+                                &tp,
+                            )
+                            .await?
                         }
                     };
                     deliveries.extend(sent);
@@ -320,7 +341,7 @@ impl EventReader {
                 Ok(false) => {
                     failures = 0;
                     // An empty poll: every event up to its start has been processed.
-                    crate::observe::source_synced("bullhorn", "events", step_started);
+                    crate::observe::source_synced(super::SOURCE, "events", step_started);
                     if until_caught_up {
                         return Ok(());
                     }

@@ -28,10 +28,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cursor::{plan, range_query, Cursor, Progress, SubRange};
+use super::record::{self, RecordMeta};
 use crate::kafka::trace::TraceParent;
 use crate::kafka::Delivery;
 use crate::sources::cursors::CursorStore;
-use crate::sources::emit::{acked, Emitter, RecordMeta};
+use crate::sources::cursors::{Phase, PhaseState};
+use crate::sources::emit::{acked, Emitter};
 use crate::sources::SourceError;
 
 /// Sort of every incremental read.
@@ -54,6 +56,41 @@ pub struct PollSettings {
     pub fetch_concurrency: usize,
     pub overlap_ms: i64,
     pub interval: Duration,
+    /// Where the cursor is kept in `source_cursors` (the entity name for the incremental poller,
+    /// `snapshot/<entity>` for an event source's snapshot).
+    pub cursor_key: String,
+    /// A snapshot: progress is recorded as the entity's phase (`snapshot`, records read of found).
+    pub snapshot: bool,
+}
+
+impl PollSettings {
+    /// The incremental poller's settings for `entity`, its cursor under the entity's name.
+    pub fn incremental(cfg: &crate::config::BullhornConfig, entity: &str) -> Self {
+        Self {
+            entity: entity.to_owned(),
+            fields: super::fields_of(cfg, entity),
+            page_size: cfg.page_size.clamp(1, 500),
+            fetch_concurrency: cfg.fetch_concurrency,
+            overlap_ms: cfg.overlap_ms as i64,
+            interval: Duration::from_secs(cfg.poll_interval_secs),
+            cursor_key: entity.to_owned(),
+            snapshot: false,
+        }
+    }
+
+    /// A snapshot's settings for `entity`: the same reads, with their own cursor.
+    pub fn snapshot(cfg: &crate::config::BullhornConfig, entity: &str) -> Self {
+        Self {
+            cursor_key: snapshot_key(entity),
+            snapshot: true,
+            ..Self::incremental(cfg, entity)
+        }
+    }
+}
+
+/// The cursor key of `entity`'s snapshot.
+pub fn snapshot_key(entity: &str) -> String {
+    format!("snapshot/{entity}")
 }
 
 /// Polls one entity.
@@ -64,6 +101,11 @@ pub struct EntityPoller {
     cursors: CursorStore,
     /// The cursor in Postgres; never saved backwards.
     persisted: Option<Cursor>,
+    /// Snapshot progress: records read by earlier runs, and by this one.
+    read_before: i64,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    /// Records a snapshot found to read (earlier runs' reads plus this run's backlog).
+    total: Option<i64>,
 }
 
 enum Report {
@@ -84,7 +126,14 @@ impl EntityPoller {
             emitter: Arc::new(emitter),
             cursors,
             persisted: None,
+            read_before: 0,
+            read: Arc::default(),
+            total: None,
         }
+    }
+
+    fn read_now(&self) -> i64 {
+        self.read_before + self.read.load(std::sync::atomic::Ordering::Relaxed) as i64
     }
 
     /// Backfills, then polls every interval until `shutdown`; with `until_caught_up`, returns after the
@@ -95,8 +144,11 @@ impl EntityPoller {
         until_caught_up: bool,
     ) -> Result<(), SourceError> {
         let entity = self.settings.entity.clone();
-        self.persisted = self.cursors.load(&entity).await?;
-        info!(%entity, cursor = ?self.persisted, "bullhorn poller starting");
+        self.persisted = self.cursors.load(&self.settings.cursor_key).await?;
+        if self.settings.snapshot {
+            self.read_before = self.cursors.phase(&entity).await?.map_or(0, |p| p.read);
+        }
+        info!(%entity, key = %self.settings.cursor_key, cursor = ?self.persisted, "bullhorn poller starting");
         let mut failures = 0u32;
         loop {
             let before = self.persisted;
@@ -116,7 +168,7 @@ impl EntityPoller {
                 Ok(()) => {
                     failures = 0;
                     // Everything modified before this cycle began has been read.
-                    crate::observe::source_synced("bullhorn", &entity, cycle_started);
+                    crate::observe::source_synced(super::SOURCE, &entity, cycle_started);
                     if until_caught_up {
                         info!(%entity, cursor = ?self.persisted, "bullhorn poller caught up");
                         return Ok(());
@@ -145,10 +197,21 @@ impl EntityPoller {
 
     async fn save(&mut self, cursor: Option<Cursor>) -> Result<(), SourceError> {
         if cursor > self.persisted {
-            self.cursors.save(&self.settings.entity, &cursor).await?;
+            self.cursors
+                .save(&self.settings.cursor_key, &cursor)
+                .await?;
+            if self.settings.snapshot {
+                let read = self.read_now();
+                let state = PhaseState {
+                    phase: Phase::Snapshot,
+                    read,
+                    total: self.total.map(|t| t.max(read)),
+                };
+                self.cursors.set_phase(&self.settings.entity, state).await?;
+            }
             if let Some(c) = cursor {
                 crate::observe::source_synced(
-                    "bullhorn",
+                    super::SOURCE,
                     &self.settings.entity,
                     c.date_last_modified,
                 );
@@ -166,7 +229,14 @@ impl EntityPoller {
         let first = fetch_page(&self.client, &s, start, None, 0, s.page_size).await?;
         let total = first.total.unwrap_or(0);
         let returned = first.data.len() as u64;
+        if self.settings.snapshot && self.total.is_none() {
+            self.total = Some(self.read_before + total as i64);
+        }
         let (end, deliveries) = emit_page(&self.emitter, &s.entity, start, &first.data).await?;
+        self.read.fetch_add(
+            deliveries.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let sent = acked(deliveries).await?;
         self.save(end).await?;
         if !has_more(&first, s.page_size) {
@@ -203,15 +273,16 @@ impl EntityPoller {
         let (tx, mut rx) = mpsc::channel::<Report>(ranges.len() * (PAGES_IN_FLIGHT + 2));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, range) in ranges.iter().copied().enumerate() {
-            let (client, s, emitter, tx, shutdown) = (
+            let (client, s, emitter, tx, shutdown, read) = (
                 self.client.clone(),
                 s.clone(),
                 self.emitter.clone(),
                 tx.clone(),
                 shutdown.clone(),
+                self.read.clone(),
             );
             tasks.spawn(
-                read_range(client, s, emitter, i, range, tx, shutdown)
+                read_range(client, s, emitter, i, range, tx, shutdown, read)
                     .instrument(info_span!("bullhorn.range", range = i)),
             );
         }
@@ -327,10 +398,7 @@ async fn emit_page(
         if after.is_some_and(|c| c.is_before(ts, meta.id)) {
             continue;
         }
-        if let Some(d) = emitter
-            .emit(raw, &meta, None, None, Vec::new(), &tp)
-            .await?
-        {
+        if let Some(d) = record::emit(emitter, raw, &meta, None, None, Vec::new(), &tp).await? {
             deliveries.push(d);
         }
         end = end.max(Some(Cursor::new(ts, meta.id)));
@@ -339,6 +407,7 @@ async fn emit_page(
 }
 
 /// Reads one sub-range to its end, reporting acknowledged progress.
+#[allow(clippy::too_many_arguments)]
 async fn read_range(
     client: BullhornClient,
     s: Arc<PollSettings>,
@@ -347,6 +416,7 @@ async fn read_range(
     range: SubRange,
     tx: mpsc::Sender<Report>,
     shutdown: CancellationToken,
+    read: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), SourceError> {
     let mut cursor = range.start;
     let mut in_flight: VecDeque<(Option<Cursor>, Vec<Delivery>)> = VecDeque::new();
@@ -356,6 +426,10 @@ async fn read_range(
         }
         let page = fetch_page_retrying(&client, &s, cursor, range.end, &shutdown).await?;
         let (end, deliveries) = emit_page(&emitter, &s.entity, cursor, &page.data).await?;
+        read.fetch_add(
+            deliveries.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let more = has_more(&page, s.page_size);
         if more && end <= cursor {
             return Err(SourceError::Stuck(format!(
