@@ -170,7 +170,7 @@ pub struct SourceKind {
 }
 
 /// Every source crmflow knows. A new CRM adds its `KIND` here.
-pub const KINDS: &[&SourceKind] = &[&bullhorn::KIND];
+pub const KINDS: &[&SourceKind] = &[&bullhorn::KIND, &hubspot::KIND];
 
 /// The sources a run reads: the `--sources` names (each must be known and configured), else every
 /// configured source. The error is one line.
