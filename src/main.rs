@@ -167,6 +167,9 @@ enum SimCommand {
     Bullhorn(crmflow_bullhorn::sim::SimArgs),
     /// The ML embedding service (text-embeddings-inference and OpenAI-compatible).
     Ml(crmflow_embedding::sim::SimArgs),
+    /// The HubSpot CRM v3 API (private-app and OAuth tokens, search, batch read, rate limits, signed
+    /// webhooks), with seeded contacts, deals and a jobs custom object, and faults.
+    Hubspot(crmflow_hubspot::sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -266,6 +269,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         Command::Sim {
             command: SimCommand::Bullhorn(args),
         } => crmflow_bullhorn::sim::run(args).await?,
+        Command::Sim {
+            command: SimCommand::Hubspot(args),
+        } => crmflow_hubspot::sim::run(args).await?,
         Command::Topics => {
             let specs = crmflow::pipeline::topic_specs(&cfg);
             crmflow::kafka::ensure_topics(&cfg.kafka, &specs).await?;
