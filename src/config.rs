@@ -389,7 +389,7 @@ impl Default for HubspotConfig {
                 HubspotObject {
                     entity: "job".into(),
                     object_type: "jobs".into(),
-                    object_type_id: None,
+                    object_type_id: Some("2-12345678".into()),
                     properties: vec![],
                 },
             ],

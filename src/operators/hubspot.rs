@@ -27,7 +27,8 @@
 //! | description / summary | `summary` | `job_description` | `description` |
 //! | skills (`;` or `,` separated) | `skills` | `skills` | `skills` |
 //! | address | `address`, `city`, `state`, `zip`, `country` | `city`, `state`, `zip`, `country` | |
-//! | salary, pay rate, unit | | `salary`, `pay_rate`, `salary_unit` | `amount` |
+//! | salary, pay rate, unit | | `salary` (else `salary_min`), `pay_rate`, `salary_unit` | `amount` |
+//! | (address from) `location`, `"City, Country"` | | `location` when no `city`/`country` | `location` |
 //! | openings, start date, type | | `openings`, `start_date`, `employment_type` | `start_date` |
 //! | is open | | `is_open` | not `hs_is_closed` |
 //! | company of the position | | `company_id`, `company_name` | |
@@ -104,6 +105,15 @@ pub fn job(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Positi
     let hs: Envelope<JobProps<'_>> = parse(record, key)?;
     let p = &hs.properties;
     let lenient = key.deleted;
+    let salary_min = number(lenient, "salary_min", p.salary_min.get())?;
+    let salary_max = number(lenient, "salary_max", p.salary_max.get())?;
+    if let (Some(lo), Some(hi), false) = (salary_min, salary_max, lenient) {
+        if lo > hi {
+            return Err(Rule::HubspotPositionSalaryRange
+                .reject(format!("salary_min {lo} is above salary_max {hi}")));
+        }
+    }
+    let (loc_city, loc_country) = split_location(p.location.get());
     Ok(Position {
         crm: key.crm.to_owned(),
         crm_id: key.crm_id.to_owned(),
@@ -114,7 +124,7 @@ pub fn job(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Positi
         status: clean_opt(p.job_status.get()),
         is_open: flag(lenient, "is_open", p.is_open.get())?,
         employment_type: clean_opt(p.employment_type.get()),
-        salary: number(lenient, "salary", p.salary.get())?,
+        salary: number(lenient, "salary", p.salary.get())?.or(salary_min),
         salary_unit: clean_opt(p.salary_unit.get()),
         pay_rate: number(lenient, "pay_rate", p.pay_rate.get())?,
         num_openings: count(lenient, "openings", p.openings.get())?,
@@ -122,10 +132,10 @@ pub fn job(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Positi
         skills: skills(p.skills.get()),
         address: map_address(
             None,
-            p.city.get(),
+            p.city.get().or(loc_city),
             p.state.get(),
             p.zip.get(),
-            p.country.get(),
+            p.country.get().or(loc_country),
         ),
         client_corporation_id: clean_opt(p.company_id.get()),
         client_corporation_name: clean_opt(p.company_name.get()),
@@ -142,6 +152,7 @@ pub fn deal(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Posit
     let p = &hs.properties;
     let lenient = key.deleted;
     let closed = flag(lenient, "hs_is_closed", p.hs_is_closed.get())?;
+    let (loc_city, loc_country) = split_location(p.location.get());
     Ok(Position {
         crm: key.crm.to_owned(),
         crm_id: key.crm_id.to_owned(),
@@ -158,7 +169,7 @@ pub fn deal(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Posit
         num_openings: None,
         start_date: date(lenient, "start_date", p.start_date.get())?,
         skills: skills(p.skills.get()),
-        address: None,
+        address: map_address(None, loc_city, None, None, loc_country),
         client_corporation_id: None,
         client_corporation_name: None,
         owner_id: clean_opt(p.hubspot_owner_id.get()),
@@ -282,6 +293,17 @@ fn flag(lenient: bool, property: &str, v: Option<&str>) -> Result<Option<bool>, 
     }
 }
 
+/// `location` as HubSpot portals often keep it, `"City, Country"`: the last comma splits.
+fn split_location(v: Option<&str>) -> (Option<&str>, Option<&str>) {
+    match v.map(str::trim).filter(|t| !t.is_empty()) {
+        None => (None, None),
+        Some(t) => match t.rsplit_once(',') {
+            Some((city, country)) => (Some(city.trim()), Some(country.trim())),
+            None => (Some(t), None),
+        },
+    }
+}
+
 fn map_address(
     line1: Option<&str>,
     city: Option<&str>,
@@ -394,6 +416,12 @@ struct JobProps<'a> {
     #[serde(borrow)]
     salary: Prop<'a>,
     #[serde(borrow)]
+    salary_min: Prop<'a>,
+    #[serde(borrow)]
+    salary_max: Prop<'a>,
+    #[serde(borrow)]
+    location: Prop<'a>,
+    #[serde(borrow)]
     salary_unit: Prop<'a>,
     #[serde(borrow)]
     pay_rate: Prop<'a>,
@@ -434,6 +462,8 @@ struct DealProps<'a> {
     amount: Prop<'a>,
     #[serde(borrow)]
     hs_is_closed: Prop<'a>,
+    #[serde(borrow)]
+    location: Prop<'a>,
     #[serde(borrow)]
     start_date: Prop<'a>,
     #[serde(borrow)]
@@ -773,6 +803,14 @@ mod tests {
         assert_eq!(r.rule, "record.shape");
         let r = candidate("{\"properties\":", &key(false), lineage(), "US").unwrap_err();
         assert_eq!(r.rule, "record.json");
+    }
+
+    #[test]
+    fn salary_range_upside_down_is_a_hubspot_rule() {
+        let rec = r#"{"id":"1","properties":{"job_title":"X","salary_min":"90000","salary_max":"80000"}}"#;
+        let r = job(rec, &key(false), lineage()).unwrap_err();
+        assert_eq!(r.rule, "hubspot.position.salary.range");
+        assert!(job(rec, &key(true), lineage()).is_ok(), "tombstones pass");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub enum Rule {
     HubspotCandidateIdentityRequired,
     HubspotCandidateLeadStatusAllowed,
     HubspotPositionStatusAllowed,
+    HubspotPositionSalaryRange,
 }
 
 /// One row of [`RULES`].
@@ -94,6 +95,7 @@ pub const RULES: &[RuleSpec] = &[
     RuleSpec { rule: Rule::HubspotCandidateIdentityRequired, name: "hubspot.candidate.identity.required", class: Validation, checks: "a HubSpot contact has a first name, a last name or an email (HubSpot creates contacts from an email alone)" },
     RuleSpec { rule: Rule::HubspotCandidateLeadStatusAllowed, name: "hubspot.candidate.lead_status.allowed", class: Validation, checks: "a present hs_lead_status is in normalize.hubspot.lead_statuses (ASCII case-insensitive)" },
     RuleSpec { rule: Rule::HubspotPositionStatusAllowed, name: "hubspot.position.status.allowed", class: Validation, checks: "a present job status or deal stage is in normalize.hubspot.position_statuses (ASCII case-insensitive)" },
+    RuleSpec { rule: Rule::HubspotPositionSalaryRange, name: "hubspot.position.salary.range", class: Validation, checks: "a job's salary_min is not above its salary_max" },
 ];
 
 impl Rule {

@@ -18,6 +18,10 @@
 //! id as tiebreaker), then `from` moves one millisecond on. Each poll starts `overlap_ms` before the
 //! cursor, because search lags writes by seconds.
 //!
+//! **Merged**: an id merged into another disappears (not even archived); the survivor lists it in
+//! `hs_merged_object_ids`, so each read of the survivor emits tombstones for those ids at the
+//! survivor's version.
+//!
 //! **Archived**: search never returns archived objects; `GET ...?archived=true` lists them all, and
 //! those archived since the previous pass (minus the overlap) become tombstones at `archivedAt`.
 
@@ -391,6 +395,26 @@ impl ObjectPoller {
         };
         if let Some(d) = self.emitter.emit(rec, vec![], tp).await? {
             deliveries.push(d);
+        }
+        if !obj.archived {
+            for id in record::merged_ids(obj) {
+                let raw = RawValue::from_string(record::bare_record(&id)).map_err(|_| {
+                    SourceError::BadRecord {
+                        entity: self.s.entity.clone(),
+                        what: "id",
+                        record: id.clone(),
+                    }
+                })?;
+                let rec = Record {
+                    id: &id,
+                    version,
+                    op: Op::Delete,
+                    raw: &raw,
+                };
+                if let Some(d) = self.emitter.emit(rec, vec![], tp).await? {
+                    deliveries.push(d);
+                }
+            }
         }
         Ok(Some(version))
     }

@@ -60,6 +60,25 @@ pub fn object_event(
     ))
 }
 
+/// Ids merged into `obj` (`hs_merged_object_ids`, `;`-separated): they no longer exist anywhere
+/// (not even among archived objects), so their tombstones come from the survivor.
+pub fn merged_ids(obj: &CrmObject) -> Vec<String> {
+    obj.properties
+        .get("hs_merged_object_ids")
+        .and_then(|v| v.as_deref())
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|id| !id.is_empty() && *id != obj.id)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The bare record of a tombstone known only by id.
+pub fn bare_record(id: &str) -> String {
+    serde_json::json!({ "id": id, "archived": true }).to_string()
+}
+
 /// A tombstone of an object known only by id (a deletion or merge webhook), at `version`.
 pub fn bare_tombstone(
     entity: &str,
@@ -68,7 +87,7 @@ pub fn bare_tombstone(
     mode: &str,
     observed_at: i64,
 ) -> ChangeEvent {
-    let record = serde_json::json!({ "id": id, "archived": true }).to_string();
+    let record = bare_record(id);
     ChangeEvent::new(
         CRM,
         entity,
@@ -150,6 +169,12 @@ mod tests {
         let gone = obj(&[], Some("2024-03-01T00:00:00Z"));
         let d = object_event("contact", &gone, "lastmodifieddate", "poll", vec![], 1).unwrap();
         assert_eq!((d.op, d.source_version), (Op::Delete, 1_709_251_200_000));
+        let mut survivor = live.clone();
+        survivor
+            .properties
+            .insert("hs_merged_object_ids".into(), Some("3; 4;7".into()));
+        assert_eq!(merged_ids(&survivor), ["3", "4"]);
+        assert!(merged_ids(&live).is_empty());
         let t = bare_tombstone("contact", "9", 5, "webhook", 6);
         assert_eq!(
             (t.op, t.record_id.as_str(), t.source_version),
