@@ -7,7 +7,8 @@
 //! endpoint counts only against the 10-second budget, not search's few requests per second, so a
 //! first sync runs at the 10-second limit. Progress is saved under `snapshot/<entity>` after each
 //! page, so a restart resumes it. The incremental cursor then starts at the snapshot's start minus
-//! the overlap: whatever changed while the list was read is searched again.
+//! the overlap: whatever changed while the list was read is searched again. Objects already
+//! archived are listed too and become tombstones.
 //!
 //! **Incremental**: keyset paging on the modified time. Each search asks for `modified >= from`,
 //! oldest first, one page, and the next starts at the page's newest modified time (`from` moves by
@@ -206,11 +207,13 @@ impl ObjectPoller {
                 break;
             }
         }
-        let start = st.started_ms - self.s.overlap_ms;
-        let cursor = PollCursor {
-            modified_ms: start,
-            archived_ms: start,
+        // Objects archived before the snapshot become tombstones too, so the snapshot equals the
+        // CRM's state, deletions included (a tombstone of a row never written is harmless).
+        let mut cursor = PollCursor {
+            modified_ms: st.started_ms - self.s.overlap_ms,
+            archived_ms: i64::MIN / 2,
         };
+        self.archived_since(&mut cursor, st.started_ms).await?;
         self.cursors.save(&self.s.entity, &cursor).await?;
         info!(entity = %self.s.entity, records = st.read, "hubspot snapshot complete");
         Ok(cursor)
