@@ -425,6 +425,7 @@ pub const HUBSPOT_CONTACT_PROPERTIES: &[&str] = &[
     "hubspot_owner_id",
     "createdate",
     "lastmodifieddate",
+    "hs_merged_object_ids",
 ];
 
 /// Properties of the jobs custom object the canonical position is built from.
@@ -435,11 +436,14 @@ pub const HUBSPOT_JOB_PROPERTIES: &[&str] = &[
     "is_open",
     "employment_type",
     "salary",
+    "salary_min",
+    "salary_max",
     "salary_unit",
     "pay_rate",
     "openings",
     "start_date",
     "skills",
+    "location",
     "city",
     "state",
     "zip",
@@ -449,6 +453,7 @@ pub const HUBSPOT_JOB_PROPERTIES: &[&str] = &[
     "hubspot_owner_id",
     "hs_createdate",
     "hs_lastmodifieddate",
+    "hs_merged_object_ids",
 ];
 
 /// Properties of a deal the canonical position is built from.
@@ -460,9 +465,11 @@ pub const HUBSPOT_DEAL_PROPERTIES: &[&str] = &[
     "hs_is_closed",
     "start_date",
     "skills",
+    "location",
     "hubspot_owner_id",
     "createdate",
     "hs_lastmodifieddate",
+    "hs_merged_object_ids",
 ];
 
 impl HubspotConfig {

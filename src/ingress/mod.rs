@@ -331,7 +331,20 @@ async fn handle(
                 .unwrap_or_default();
             match record::object_event(&o.entity, obj, o.modified, "webhook", changed, observed_at)
             {
-                Some(ev) => out.push((idx, ev)),
+                Some(ev) => {
+                    // Ids merged into this object are gone (the merge event may be lost or late).
+                    for id in record::merged_ids(obj) {
+                        let t = record::bare_tombstone(
+                            &o.entity,
+                            &id,
+                            ev.source_version,
+                            "webhook",
+                            observed_at,
+                        );
+                        out.push((idx, t));
+                    }
+                    out.push((idx, ev))
+                }
                 None => {
                     tracing::warn!(entity = %o.entity, id = %obj.id, "object without a usable modified time; skipped")
                 }

@@ -289,7 +289,8 @@ mod tests {
     #[test]
     fn hubspot_dispatch_and_rules_table() {
         // (case, entity, op, properties, expected canonical entity or rule)
-        let cases: &[(&str, &str, Op, &str, Result<&str, &str>)] = &[
+        type Case<'a> = (&'a str, &'a str, Op, &'a str, Result<&'a str, &'a str>);
+        let cases: &[Case] = &[
             (
                 "contact",
                 "contact",

@@ -211,9 +211,15 @@ async fn assert_postgres_equals_sim(cfg: &Config, sim: &SimHandle) -> Vec<(usize
             match expected(entity, object, obj) {
                 Err(rule) => {
                     if !rejected.contains(&(obj.id.clone(), rule.clone())) {
+                        let got: Vec<&String> = rejected
+                            .iter()
+                            .filter(|(k, _)| *k == obj.id)
+                            .map(|(_, r)| r)
+                            .collect();
                         problems.push(format!(
-                            "{entity} {} rejected by {rule}, not in the DLQ",
-                            obj.id
+                            "{entity} {} rejected by {rule}, not in the DLQ (dead letters: {got:?}, row {:?})",
+                            obj.id,
+                            rows.get(&obj.id)
                         ));
                     }
                     dlq += 1;
@@ -296,9 +302,8 @@ async fn full_poll_sync_equals_simulator_state_rows_or_dlq() {
     )
     .await;
     assert_postgres_equals_sim(&cfg, &sim).await;
-    assert_eq!(
+    assert!(
         rows(&cfg, "candidates").await[&archived.id].1,
-        true,
         "an object archived since the last pass is a tombstone"
     );
 }
@@ -563,6 +568,9 @@ async fn webhooks_with_duplicates_reordering_retries_and_a_killed_ingress_lose_n
             sim.archive("contacts", *id).unwrap();
             touched.insert((0, *id));
         }
+        // Versions are milliseconds: a restore in the archive's millisecond would be
+        // indistinguishable from it (for any CRM), so the restore comes a few ms later.
+        std::thread::sleep(Duration::from_millis(3));
         sim.restore("contacts", contacts[base + 30]).unwrap();
         sim.merge("contacts", contacts[base + 35], contacts[base + 36])
             .unwrap();

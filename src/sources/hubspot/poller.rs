@@ -330,7 +330,10 @@ impl ObjectPoller {
                     &ListParams {
                         limit: Some(self.s.page_size.min(100)),
                         after: after.take(),
-                        properties: vec![self.modified.to_owned()],
+                        properties: vec![
+                            self.modified.to_owned(),
+                            "hs_merged_object_ids".to_owned(),
+                        ],
                         archived: true,
                     },
                 )
@@ -399,7 +402,8 @@ impl ObjectPoller {
         if let Some(d) = self.emitter.emit(rec, vec![], tp).await? {
             deliveries.push(d);
         }
-        if !obj.archived {
+        {
+            // Merged ids are gone whether the survivor is live or archived now.
             for id in record::merged_ids(obj) {
                 let raw = RawValue::from_string(record::bare_record(&id)).map_err(|_| {
                     SourceError::BadRecord {
