@@ -139,15 +139,35 @@ pub struct StageStatus {
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
-/// One source entity.
+/// One source entity (or another cursor key of a source, such as `events/<subscription>`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStatus {
     pub source: String,
     pub entity: String,
+    /// `null` before the first save.
     pub cursor: serde_json::Value,
-    pub cursor_saved_at: DateTime<Utc>,
+    pub cursor_saved_at: Option<DateTime<Utc>>,
     pub synced_at: Option<DateTime<Utc>>,
     pub lag_seconds: Option<f64>,
+    /// `polling`, `snapshot` or `streaming` (entities only).
+    pub phase: Option<String>,
+    /// During and after a snapshot: records it read, and found to read.
+    pub snapshot_read: Option<i64>,
+    pub snapshot_total: Option<i64>,
+}
+
+/// Which process reads a source (active) and which wait to take over (standby).
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReaders {
+    pub source: String,
+    /// The lease holder, while its lease is valid.
+    pub active: Option<String>,
+    /// The lease's epoch (incremented at each takeover).
+    pub epoch: Option<i64>,
+    pub active_since: Option<DateTime<Utc>>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Instances waiting, with a recent heartbeat.
+    pub standby: Vec<String>,
 }
 
 /// The whole picture.
@@ -156,6 +176,8 @@ pub struct Status {
     pub at: DateTime<Utc>,
     pub stages: Vec<StageStatus>,
     pub sources: Vec<SourceStatus>,
+    /// Active and standby instances per source.
+    pub readers: Vec<SourceReaders>,
     pub dlq_depth: i64,
 }
 
@@ -220,9 +242,12 @@ pub async fn read(cfg: &Config) -> Result<Status> {
 
     let rows = client
         .query(
-            "SELECT c.source, c.entity, c.cursor, c.updated_at, s.synced_at
+            "SELECT COALESCE(c.source, p.source), COALESCE(c.entity, p.entity), c.cursor,
+                    c.updated_at, s.synced_at, p.phase, p.snapshot_read, p.snapshot_total
              FROM source_cursors c
-             LEFT JOIN source_status s ON s.source = c.source AND s.entity = c.entity
+             FULL JOIN source_phases p ON p.source = c.source AND p.entity = c.entity
+             LEFT JOIN source_status s ON s.source = COALESCE(c.source, p.source)
+                 AND s.entity = COALESCE(c.entity, p.entity)
              ORDER BY 1, 2",
             &[],
         )
@@ -230,7 +255,8 @@ pub async fn read(cfg: &Config) -> Result<Status> {
     let sources = rows
         .iter()
         .map(|r| {
-            let cursor: serde_json::Value = r.get(2);
+            let cursor: Option<serde_json::Value> = r.get(2);
+            let cursor = cursor.unwrap_or(serde_json::Value::Null);
             let synced_at: Option<DateTime<Utc>> = r.get(4);
             let cursor_ts = cursor
                 .get("date_last_modified")
@@ -240,6 +266,8 @@ pub async fn read(cfg: &Config) -> Result<Status> {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
+            let phase: Option<String> = r.get(5);
+            let snapshot = phase.as_deref().is_some_and(|p| p != "polling");
             SourceStatus {
                 source: r.get(0),
                 entity: r.get(1),
@@ -247,16 +275,71 @@ pub async fn read(cfg: &Config) -> Result<Status> {
                 cursor_saved_at: r.get(3),
                 synced_at: best,
                 lag_seconds: best.map(|t| ((now - t).num_milliseconds().max(0) as f64) / 1000.0),
+                snapshot_read: snapshot.then(|| r.get(6)),
+                snapshot_total: if snapshot { r.get(7) } else { None },
+                phase,
             }
         })
         .collect();
+
+    // Instances heartbeat every fifth of the lease's time to live.
+    let alive = Duration::from_millis(cfg.sources.lease_ttl_ms.max(500) * 2);
+    let readers = read_readers(&client, alive).await?;
 
     Ok(Status {
         at: now,
         stages,
         sources,
+        readers,
         dlq_depth: probe.dlq_depth()?,
     })
+}
+
+/// Active and standby instances of every source that has a lease or a live instance.
+async fn read_readers(
+    client: &impl deadpool_postgres::GenericClient,
+    alive: Duration,
+) -> Result<Vec<SourceReaders>> {
+    let mut out: std::collections::BTreeMap<String, SourceReaders> = Default::default();
+    let blank = |source: &str| SourceReaders {
+        source: source.to_owned(),
+        active: None,
+        epoch: None,
+        active_since: None,
+        lease_expires_at: None,
+        standby: Vec::new(),
+    };
+    for r in client
+        .query(
+            "SELECT source, holder, epoch, acquired_at, expires_at FROM source_leases
+             WHERE expires_at > clock_timestamp()",
+            &[],
+        )
+        .await?
+    {
+        let source: String = r.get(0);
+        let e = out.entry(source.clone()).or_insert_with(|| blank(&source));
+        e.active = Some(r.get(1));
+        e.epoch = Some(r.get(2));
+        e.active_since = Some(r.get(3));
+        e.lease_expires_at = Some(r.get(4));
+    }
+    for r in client
+        .query(
+            "SELECT source, instance FROM source_instances
+             WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY 1, 2",
+            &[&alive.as_secs_f64()],
+        )
+        .await?
+    {
+        let source: String = r.get(0);
+        let instance: String = r.get(1);
+        let e = out.entry(source.clone()).or_insert_with(|| blank(&source));
+        if e.active.as_deref() != Some(instance.as_str()) {
+            e.standby.push(instance);
+        }
+    }
+    Ok(out.into_values().collect())
 }
 
 fn ago(now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
@@ -272,6 +355,16 @@ fn human(d: Duration) -> String {
         0..=119 => format!("{s}s"),
         120..=7199 => format!("{}m", s / 60),
         _ => format!("{}h", s / 3600),
+    }
+}
+
+/// `snapshot 1200/5000`, `streaming`, `polling`, or `-`.
+fn phase_text(src: &SourceStatus) -> String {
+    match (src.phase.as_deref(), src.snapshot_read, src.snapshot_total) {
+        (Some("snapshot"), Some(read), Some(total)) => format!("snapshot {read}/{total}"),
+        (Some("snapshot"), Some(read), None) => format!("snapshot {read}/?"),
+        (Some(p), _, _) => p.to_owned(),
+        (None, _, _) => "-".into(),
     }
 }
 
@@ -325,21 +418,44 @@ pub fn render(s: &Status) -> String {
         }
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "{:<28} {:>26} {:>10}", "SOURCE", "SYNCED TO", "LAG");
+    let _ = writeln!(
+        o,
+        "{:<28} {:>26} {:>10}  PHASE",
+        "SOURCE", "SYNCED TO", "LAG"
+    );
     if s.sources.is_empty() {
         let _ = writeln!(o, "(no source has saved a cursor yet)");
     }
     for src in &s.sources {
         let _ = writeln!(
             o,
-            "{:<28} {:>26} {:>10}",
+            "{:<28} {:>26} {:>10}  {}",
             format!("{}/{}", src.source, src.entity),
             src.synced_at.map_or("-".into(), |t| t
                 .format("%Y-%m-%d %H:%M:%S%.3f")
                 .to_string()),
             src.lag_seconds
-                .map_or("-".into(), |l| human(Duration::from_secs_f64(l)))
+                .map_or("-".into(), |l| human(Duration::from_secs_f64(l))),
+            phase_text(src)
         );
+    }
+    if !s.readers.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{:<12} {:<36} STANDBY", "SOURCE", "ACTIVE");
+        for r in &s.readers {
+            let active = match (&r.active, r.epoch, r.active_since) {
+                (Some(a), Some(e), since) => {
+                    format!("{a} (epoch {e}, since {})", ago(s.at, since))
+                }
+                _ => "none".into(),
+            };
+            let standby = if r.standby.is_empty() {
+                "-".into()
+            } else {
+                r.standby.join(", ")
+            };
+            let _ = writeln!(o, "{:<12} {:<36} {}", r.source, active, standby);
+        }
     }
     let _ = writeln!(o);
     let _ = writeln!(
@@ -348,4 +464,69 @@ pub fn render(s: &Status) -> String {
         s.dlq_depth
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(
+        entity: &str,
+        phase: Option<&str>,
+        read: Option<i64>,
+        total: Option<i64>,
+    ) -> SourceStatus {
+        SourceStatus {
+            source: "bullhorn".into(),
+            entity: entity.into(),
+            cursor: serde_json::Value::Null,
+            cursor_saved_at: None,
+            synced_at: None,
+            lag_seconds: None,
+            phase: phase.map(str::to_owned),
+            snapshot_read: read,
+            snapshot_total: total,
+        }
+    }
+
+    #[test]
+    fn render_shows_phases_and_active_and_standby_instances() {
+        let at = Utc::now();
+        let s = Status {
+            at,
+            stages: Vec::new(),
+            sources: vec![
+                source("Candidate", Some("snapshot"), Some(1200), Some(5000)),
+                source("JobOrder", Some("streaming"), Some(50), Some(50)),
+                source("Placement", Some("snapshot"), Some(0), None),
+                source("events/crmflow", None, None, None),
+            ],
+            readers: vec![SourceReaders {
+                source: "bullhorn".into(),
+                active: Some("host-a:41".into()),
+                epoch: Some(3),
+                active_since: Some(at - chrono::Duration::seconds(5)),
+                lease_expires_at: Some(at),
+                standby: vec!["host-b:42".into(), "host-c:43".into()],
+            }],
+            dlq_depth: 0,
+        };
+        let text = render(&s);
+        let line = |needle: &str| {
+            text.lines()
+                .find(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+                .to_owned()
+        };
+        assert!(line("bullhorn/Candidate").ends_with("snapshot 1200/5000"));
+        assert!(line("bullhorn/JobOrder").ends_with("streaming"));
+        assert!(line("bullhorn/Placement").ends_with("snapshot 0/?"));
+        assert!(line("bullhorn/events/crmflow").ends_with(" -"));
+        let readers = line("bullhorn  ");
+        assert!(
+            readers.contains("host-a:41 (epoch 3, since 5s ago)"),
+            "{readers}"
+        );
+        assert!(readers.ends_with("host-b:42, host-c:43"), "{readers}");
+    }
 }

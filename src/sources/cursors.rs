@@ -4,9 +4,10 @@
 //! each entity (`source_phases`: polling, snapshot with progress, streaming) that `crmflow status` shows.
 //!
 //! A cursor save is one upsert, issued only after Kafka acknowledged what it covers. Under a lease
-//! ([`Fence`]) the save is conditional on the lease still being this holder's, and holds a share lock on
-//! the lease row while it writes: a takeover waits for it, and a holder that lost the lease (paused past
-//! its expiry, then resumed) writes nothing and gets [`SourceError::LeaseLost`].
+//! ([`Fence`]) the save is conditional on the lease's epoch still being this holder's, and holds a share
+//! lock on the lease row while it writes: a takeover waits for it, and a holder whose lease was taken
+//! over (it was paused past its expiry, then resumed) writes nothing and gets
+//! [`SourceError::LeaseLost`].
 
 use deadpool_postgres::Pool;
 use serde::de::DeserializeOwned;
@@ -68,7 +69,7 @@ pub struct CursorStore {
 
 const FENCED_CURSOR: &str = "WITH lease AS (
         SELECT 1 FROM source_leases
-        WHERE source = $1 AND holder = $4 AND epoch = $5 AND expires_at > clock_timestamp()
+        WHERE source = $1 AND holder = $4 AND epoch = $5
         FOR SHARE)
     INSERT INTO source_cursors (source, entity, cursor, updated_at)
     SELECT $1, $2, $3, now() FROM lease
@@ -76,7 +77,7 @@ const FENCED_CURSOR: &str = "WITH lease AS (
 
 const FENCED_PHASE: &str = "WITH lease AS (
         SELECT 1 FROM source_leases
-        WHERE source = $1 AND holder = $6 AND epoch = $7 AND expires_at > clock_timestamp()
+        WHERE source = $1 AND holder = $6 AND epoch = $7
         FOR SHARE)
     INSERT INTO source_phases (source, entity, phase, snapshot_read, snapshot_total, updated_at)
     SELECT $1, $2, $3, $4, $5, now() FROM lease
@@ -152,6 +153,19 @@ impl CursorStore {
             }
         }
         Ok(())
+    }
+
+    /// Waits until Kafka acknowledged every one of `deliveries` (the events the cursor covers), then
+    /// stores the cursor of `key`; nothing is saved if a delivery failed.
+    pub async fn save_acked<T: Serialize>(
+        &self,
+        deliveries: Vec<crate::kafka::Delivery>,
+        key: &str,
+        value: &T,
+    ) -> Result<usize, SourceError> {
+        let n = super::emit::acked(deliveries).await?;
+        self.save(key, value).await?;
+        Ok(n)
     }
 
     /// The stored phase of `entity`, if any.

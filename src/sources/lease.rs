@@ -13,6 +13,13 @@
 //! renews every fifth of the time to live; if it cannot renew for a whole time to live (Postgres
 //! unreachable, or it was paused), it stops reading on its own. A standby polls the lease at the same
 //! rate. Each process also upserts its role into `source_instances` at every tick (its heartbeat).
+//!
+//! The epoch is what fences: a takeover increments it, and every cursor write and renewal of the old
+//! epoch then fails. A lease that expired but was not taken over (a slow renewal on a loaded machine)
+//! is renewed as if nothing happened, since nobody else has read or written in between.
+//!
+//! A one-shot run (`--until-caught-up`) is a reader like any other: while another process holds the
+//! lease it waits on standby, and it releases the lease once it has caught up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -74,14 +81,15 @@ impl Lease {
         }))
     }
 
-    /// Extends the lease by its time to live; `false`: it is not ours any more.
+    /// Extends the lease by its time to live; `false`: another process took it over (its epoch
+    /// moved). A lease that expired without being taken over is still ours: nobody else wrote.
     pub async fn renew(&self, pool: &Pool) -> Result<bool, SourceError> {
         let client = pool.get().await?;
         let n = client
             .execute(
                 "UPDATE source_leases SET renewed_at = now(),
                      expires_at = clock_timestamp() + make_interval(secs => $4)
-                 WHERE source = $1 AND holder = $2 AND epoch = $3 AND expires_at > clock_timestamp()",
+                 WHERE source = $1 AND holder = $2 AND epoch = $3",
                 &[
                     &self.source,
                     &self.fence.holder,
@@ -270,15 +278,18 @@ async fn keep(
     active: CancellationToken,
     lost: Arc<AtomicBool>,
 ) {
+    // The lease lasts until (at least) the time to live after the last renewal was sent.
     let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = active.cancelled() => return,
         }
-        match tokio::time::timeout(tick, lease.renew(&pool)).await {
+        let sent = tokio::time::Instant::now();
+        let left = lease.ttl.saturating_sub(renewed.elapsed()).max(tick);
+        match tokio::time::timeout(left, lease.renew(&pool)).await {
             Ok(Ok(true)) => {
-                renewed = tokio::time::Instant::now();
+                renewed = sent;
                 let _ = heartbeat(&pool, &lease.source, &instance, Role::Active).await;
             }
             Ok(Ok(false)) => {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::{crmflow_bin, isolated_config};
 
-async fn start_sim(candidates: usize, job_orders: usize, tie_share: f64) -> SimHandle {
+pub(crate) async fn start_sim(candidates: usize, job_orders: usize, tie_share: f64) -> SimHandle {
     Simulator::start(SimConfig {
         candidates,
         job_orders,
@@ -33,7 +33,7 @@ async fn start_sim(candidates: usize, job_orders: usize, tie_share: f64) -> SimH
 }
 
 /// A namespaced configuration pointing at the simulator, with topics and schema created.
-async fn setup(test: &str, sim: &SimHandle) -> Config {
+pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     let mut cfg = isolated_config(test);
     let c = sim.credentials();
     let b = &mut cfg.bullhorn;
@@ -61,7 +61,7 @@ async fn ingest_until_caught_up(cfg: &Config) {
 }
 
 /// Every event on an entity's raw topic, from the beginning to the current end.
-async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
+pub(crate) async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
     let topic = Topics::new(&cfg.kafka).raw("bullhorn", entity);
     let consumer: StreamConsumer = kafka::client_config(&cfg.kafka)
         .set(
@@ -115,7 +115,7 @@ async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
 }
 
 /// The simulator's ground truth over HTTP: `/sim/state/{Type}` (JSON lines).
-async fn sim_state(sim: &SimHandle, entity: &str) -> Vec<Value> {
+pub(crate) async fn sim_state(sim: &SimHandle, entity: &str) -> Vec<Value> {
     let body = reqwest::get(format!("{}/sim/state/{entity}", sim.base_url()))
         .await
         .expect("state")
@@ -130,12 +130,22 @@ async fn sim_state(sim: &SimHandle, entity: &str) -> Vec<Value> {
 /// Asserts that every simulator record is on the raw topic at its current version (and op); returns the
 /// number of events read.
 async fn assert_complete(cfg: &Config, sim: &SimHandle, entity: &str, mode: &str) -> usize {
+    assert_complete_modes(cfg, sim, entity, &[mode]).await
+}
+
+/// [`assert_complete`] for events of any of `modes`.
+pub(crate) async fn assert_complete_modes(
+    cfg: &Config,
+    sim: &SimHandle,
+    entity: &str,
+    modes: &[&str],
+) -> usize {
     let events = raw_events(cfg, entity).await;
     let mut latest: HashMap<String, &ChangeEvent> = HashMap::new();
     for e in &events {
         assert_eq!(e.crm, "bullhorn");
         assert_eq!(e.entity, entity);
-        assert_eq!(e.source_mode, mode);
+        assert!(modes.contains(&e.source_mode.as_str()), "{}", e.source_mode);
         let record: Value = serde_json::from_str(&e.record).expect("record is JSON");
         assert_eq!(record["id"].to_string(), e.record_id);
         let slot = latest.entry(e.record_id.clone()).or_insert(e);
@@ -361,7 +371,7 @@ fn spawn_ingest(cfg: &Config, sim: &SimHandle, extra: &[(&str, &str)]) -> std::p
     cmd.spawn().expect("spawn crmflow")
 }
 
-async fn saved_cursor(cfg: &Config, entity: &str) -> Option<Value> {
+pub(crate) async fn saved_cursor(cfg: &Config, entity: &str) -> Option<Value> {
     let pool = crmflow::store::pool(cfg).expect("pool");
     let client = pool.get().await.ok()?;
     client

@@ -13,4 +13,5 @@ mod foundation;
 mod hubspot;
 mod ingest;
 mod operate;
+mod sources;
 mod stages;
