@@ -191,8 +191,9 @@ pub struct SearchRequest {
     /// ORed groups of ANDed filters.
     #[serde(default)]
     pub filter_groups: Vec<FilterGroup>,
-    /// Sort keys (HubSpot honours one).
-    #[serde(default)]
+    /// Sort keys (HubSpot honours one). Accepted as objects or, as HubSpot's SDKs also send them, as plain
+    /// property names (`"createdate"` ascending, `"-createdate"` descending).
+    #[serde(default, deserialize_with = "deserialize_sorts")]
     pub sorts: Vec<Sort>,
     /// Free-text query over default searchable properties.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,6 +207,33 @@ pub struct SearchRequest {
     /// Offset cursor from the previous page's `paging.next.after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+}
+
+fn deserialize_sorts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Sort>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Spec {
+        Object(Sort),
+        Name(String),
+    }
+    let specs: Option<Vec<Spec>> = Option::deserialize(d)?;
+    Ok(specs
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| match s {
+            Spec::Object(o) => o,
+            Spec::Name(n) => match n.strip_prefix('-') {
+                Some(p) => Sort {
+                    property_name: p.to_string(),
+                    direction: Direction::Descending,
+                },
+                None => Sort {
+                    property_name: n,
+                    direction: Direction::Ascending,
+                },
+            },
+        })
+        .collect())
 }
 
 /// One id of a batch read.
@@ -281,6 +309,12 @@ pub struct ErrorBody {
     /// Extra context, e.g. `{"ids":["1"]}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Value>,
+    /// Links to documentation (batch errors carry `{}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<serde_json::Value>,
+    /// Nested errors (batch errors carry `[]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<serde_json::Value>>,
 }
 
 /// A property definition from `GET /crm/v3/properties/{object}`.
@@ -471,6 +505,29 @@ mod tests {
             serde_json::json!({"filterGroups":[{"filters":[{"propertyName":"lastmodifieddate","operator":"GTE","value":"1700000000000"}]}],
               "sorts":[{"propertyName":"lastmodifieddate","direction":"ASCENDING"}],"properties":["email"],"limit":100,"after":"0"})
         );
+    }
+
+    #[test]
+    fn sorts_are_accepted_as_objects_or_names() {
+        let r: SearchRequest = serde_json::from_str(
+            r#"{"sorts":["lastmodifieddate","-createdate",{"propertyName":"email","direction":"DESCENDING"}]}"#,
+        )
+        .expect("decodes");
+        let d: Vec<_> = r
+            .sorts
+            .iter()
+            .map(|s| (s.property_name.as_str(), s.direction))
+            .collect();
+        assert_eq!(
+            d,
+            vec![
+                ("lastmodifieddate", Direction::Ascending),
+                ("createdate", Direction::Descending),
+                ("email", Direction::Descending)
+            ]
+        );
+        let r: SearchRequest = serde_json::from_str(r#"{"sorts":null}"#).expect("null sorts");
+        assert!(r.sorts.is_empty());
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::wire::ErrorBody;
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
-    /// The JSON body.
-    pub body: ErrorBody,
+    /// The JSON body (boxed: errors travel in `Result`s on every path and should stay small).
+    pub body: Box<ErrorBody>,
 }
 
 impl ApiError {
@@ -23,13 +23,13 @@ impl ApiError {
     pub fn new(status: StatusCode, category: &str, message: impl Into<String>) -> Self {
         Self {
             status,
-            body: ErrorBody {
+            body: Box::new(ErrorBody {
                 status: "error".into(),
                 message: message.into(),
                 correlation_id: Some(uuid::Uuid::new_v4().to_string()),
                 category: Some(category.into()),
                 ..Default::default()
-            },
+            }),
         }
     }
 
@@ -51,7 +51,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        (self.status, Json(*self.body)).into_response()
     }
 }
 

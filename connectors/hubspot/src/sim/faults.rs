@@ -314,7 +314,7 @@ pub fn rate_limited(policy: &str, retry_after: Option<u64>) -> Response {
         category: Some("RATE_LIMITS".into()),
         error_type: Some("RATE_LIMIT".into()),
         policy_name: Some(policy.to_string()),
-        context: None,
+        ..Default::default()
     };
     let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     if let Some(secs) = retry_after {

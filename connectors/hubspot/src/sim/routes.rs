@@ -281,6 +281,8 @@ async fn batch_read(
             error_type: None,
             policy_name: None,
             context: Some(serde_json::json!({ "ids": missing })),
+            links: Some(serde_json::json!({})),
+            errors: Some(vec![]),
         }]
     };
     let status = if errors.is_empty() {
