@@ -1026,6 +1026,35 @@ mod tests {
     }
 
     #[test]
+    fn hubspot_is_on_with_its_env_names_and_its_secrets_never_print() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.hubspot.is_none(), "off unless configured");
+            jail.set_env("HUBSPOT_ACCESS_TOKEN", "pat-hunter2");
+            jail.set_env("HUBSPOT_CLIENT_SECRET", "hunter2-app");
+            jail.set_env("CRMFLOW_HUBSPOT__MODE", "both");
+            jail.set_env("CRMFLOW_INGRESS_PUBLIC_URL", "https://hooks.example/hs");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let h = c.hubspot.clone().expect("on");
+            assert_eq!(h.access_token.unwrap().expose_secret(), "pat-hunter2");
+            assert_eq!(h.mode, HubspotMode::Both);
+            assert_eq!(h.objects.len(), 2, "default objects");
+            assert_eq!(
+                c.ingress.client_secret.as_ref().unwrap().expose_secret(),
+                "hunter2-app"
+            );
+            assert_eq!(c.ingress.public_url, "https://hooks.example/hs");
+            let shown = format!("{c:?}\n{}", c.redacted_toml());
+            assert!(!shown.contains("hunter2"), "{shown}");
+            jail.set_env("CRMFLOW_HUBSPOT__MODE", "push");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("hubspot.mode"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn missing_credentials_name_the_env_var() {
         let c = Config::default();
         let err = c.bullhorn.credentials().unwrap_err().to_string();
