@@ -169,7 +169,7 @@ enum SimCommand {
     Ml(crmflow_embedding::sim::SimArgs),
     /// The HubSpot CRM v3 API (private-app and OAuth tokens, search, batch read, rate limits, signed
     /// webhooks), with seeded contacts, deals and a jobs custom object, and faults.
-    Hubspot(crmflow_hubspot::sim::SimArgs),
+    Hubspot(Box<crmflow_hubspot::sim::SimArgs>),
 }
 
 #[derive(Subcommand)]
@@ -271,7 +271,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         } => crmflow_bullhorn::sim::run(args).await?,
         Command::Sim {
             command: SimCommand::Hubspot(args),
-        } => crmflow_hubspot::sim::run(args).await?,
+        } => crmflow_hubspot::sim::run(*args).await?,
         Command::Topics => {
             let specs = crmflow::pipeline::topic_specs(&cfg);
             crmflow::kafka::ensure_topics(&cfg.kafka, &specs).await?;

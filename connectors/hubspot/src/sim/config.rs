@@ -134,7 +134,7 @@ pub struct SimArgs {
 }
 
 /// 10 retries: 1 s, 2 s, 4 s, ... 512 s (about 17 minutes in all); HubSpot's own schedule spreads 10 retries
-/// over 24 hours [U].
+/// over 24 hours (unconfirmed).
 pub fn default_retry_schedule() -> Vec<u64> {
     (0..10).map(|i| 1_000u64 << i).collect()
 }

@@ -172,19 +172,20 @@ impl FaultState {
             return Some("DAILY");
         }
         if search {
-            if s.search_per_sec > 0
-                && self.search.count(now, Duration::from_secs(1)) >= s.search_per_sec as usize
-            {
-                return Some("SECONDLY");
+            if s.search_per_sec > 0 {
+                if self.search.count(now, Duration::from_secs(1)) >= s.search_per_sec as usize {
+                    return Some("SECONDLY");
+                }
+                // Only a limited window is kept (and trimmed), so an unlimited one cannot grow forever.
+                self.search.hits.push_back(now);
             }
-            self.search.hits.push_back(now);
         } else {
-            if s.ten_secondly_limit > 0
-                && self.ten.count(now, Duration::from_secs(10)) >= s.ten_secondly_limit as usize
-            {
-                return Some("TEN_SECONDLY_ROLLING");
+            if s.ten_secondly_limit > 0 {
+                if self.ten.count(now, Duration::from_secs(10)) >= s.ten_secondly_limit as usize {
+                    return Some("TEN_SECONDLY_ROLLING");
+                }
+                self.ten.hits.push_back(now);
             }
-            self.ten.hits.push_back(now);
         }
         self.day.1 += 1;
         None

@@ -103,7 +103,13 @@ pub(crate) struct SharedState {
     pub webhooks: Mutex<webhooks::Webhooks>,
     /// RNG of the change generator.
     pub change_rng: Mutex<ChaCha8Rng>,
+    /// Sorted matches of recent search queries (see `routes::search_bytes`).
+    pub search_cache: Mutex<SearchCache>,
 }
+
+/// (type index, index generation, query key) → sorted matches.
+pub(crate) type SearchCache =
+    std::collections::VecDeque<((usize, u64, String), Arc<Vec<Arc<store::Record>>>)>;
 
 pub(crate) type Shared = Arc<SharedState>;
 
@@ -264,6 +270,7 @@ impl Simulator {
             stats: Mutex::new(faults::Stats::default()),
             webhooks: Mutex::new(webhooks::Webhooks::new(target, tx)),
             change_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1))),
+            search_cache: Mutex::new(Default::default()),
             config,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();

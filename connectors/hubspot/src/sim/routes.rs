@@ -172,20 +172,47 @@ async fn get_one(
 }
 
 /// The JSON body of a search answer (shared by the HTTP handler and `SimHandle::search`).
+///
+/// The sorted matches of a query are cached by (type, index generation, filters + sorts + query), so paging
+/// through one query sorts once, as long as the index does not change in between.
 pub fn search_bytes(s: &Shared, object: &str, req: &SearchRequest) -> Result<Vec<u8>, ApiError> {
     let now = tokio::time::Instant::now();
     if s.db.read().index_due(now) {
         s.db.write().refresh_index(now);
     }
-    let db = s.db.read();
-    let t = db.type_idx(object)?;
-    let def = &db.types[t];
     let limits = SearchLimits {
         page_max: s.config.search_page_max,
         result_cap: s.config.search_result_cap,
         default_limit: 10,
     };
-    let hits = search::search(def, db.stores[t].index.values(), req, limits)?;
+    let (limit, after) = search::paging(req, limits)?;
+    let db = s.db.read();
+    let t = db.type_idx(object)?;
+    let def = &db.types[t];
+    let key = (
+        t,
+        db.stores[t].index_generation,
+        serde_json::to_string(&(&req.filter_groups, &req.sorts, &req.query)).unwrap_or_default(),
+    );
+    let cached = s
+        .search_cache
+        .lock()
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.clone());
+    let hits = match cached {
+        Some(h) => h,
+        None => {
+            let h = std::sync::Arc::new(search::matching(def, db.stores[t].index.values(), req)?);
+            let mut c = s.search_cache.lock();
+            if c.len() >= SEARCH_CACHE_ENTRIES {
+                c.pop_front();
+            }
+            c.push_back((key, h.clone()));
+            h
+        }
+    };
+    let hits = search::page(&hits, limit, after, limits);
     let sel = Db::selection(def, &req.properties);
     let page = SearchPage {
         total: hits.total,
@@ -203,6 +230,9 @@ pub fn search_bytes(s: &Shared, object: &str, req: &SearchRequest) -> Result<Vec
     };
     serde_json::to_vec(&page).map_err(|e| ApiError::validation(e.to_string()))
 }
+
+/// Queries whose sorted matches are kept.
+const SEARCH_CACHE_ENTRIES: usize = 16;
 
 async fn search_handler(
     State(s): State<Shared>,

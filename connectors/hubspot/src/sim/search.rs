@@ -215,13 +215,8 @@ pub struct Hits {
     pub next_after: Option<u64>,
 }
 
-/// Runs `req` over `index` (ascending id order).
-pub fn search<'a>(
-    def: &TypeDef,
-    index: impl Iterator<Item = &'a Arc<Record>>,
-    req: &SearchRequest,
-    limits: SearchLimits,
-) -> Result<Hits, ApiError> {
+/// Checks `limit` and `after` against the limits; returns them.
+pub fn paging(req: &SearchRequest, limits: SearchLimits) -> Result<(u32, u64), ApiError> {
     let limit = req.limit.unwrap_or(limits.default_limit);
     if limit > limits.page_max {
         return Err(ApiError::validation(format!(
@@ -243,6 +238,16 @@ pub fn search<'a>(
             limits.result_cap
         )));
     }
+    Ok((limit, after))
+}
+
+/// Every object of `index` (ascending id order) matching the filters and the free-text query, sorted by the
+/// first sort key with the id as tiebreaker.
+pub fn matching<'a>(
+    def: &TypeDef,
+    index: impl Iterator<Item = &'a Arc<Record>>,
+    req: &SearchRequest,
+) -> Result<Vec<Arc<Record>>, ApiError> {
     let groups = &req.filter_groups;
     let total_filters: usize = groups.iter().map(|g| g.filters.len()).sum();
     if groups.len() > MAX_GROUPS
@@ -276,7 +281,7 @@ pub fn search<'a>(
         .as_deref()
         .map(|q| q.trim().to_lowercase())
         .filter(|q| !q.is_empty());
-    let mut hits: Vec<&Arc<Record>> = index
+    let hits: Vec<&Arc<Record>> = index
         .filter(|r| {
             (compiled.is_empty()
                 || compiled
@@ -291,40 +296,56 @@ pub fn search<'a>(
                 })
         })
         .collect();
-    if let Some((name, kind, dir)) = sort {
-        let mut keyed: Vec<(Option<Key>, &Arc<Record>)> = hits
-            .into_iter()
-            .map(|r| (key_of(def, kind, r, name), r))
-            .collect();
-        keyed.sort_by(|(ka, a), (kb, b)| {
-            let o = match (ka, kb) {
-                (Some(x), Some(y)) => cmp_keys(x, y).unwrap_or(Ordering::Equal),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            };
-            let o = if dir == Direction::Descending {
-                o.reverse()
-            } else {
-                o
-            };
-            o.then(a.id.cmp(&b.id))
-        });
-        hits = keyed.into_iter().map(|(_, r)| r).collect();
-    }
+    let Some((name, kind, dir)) = sort else {
+        return Ok(hits.into_iter().cloned().collect());
+    };
+    let mut keyed: Vec<(Option<Key>, &Arc<Record>)> = hits
+        .into_iter()
+        .map(|r| (key_of(def, kind, r, name), r))
+        .collect();
+    keyed.sort_by(|(ka, a), (kb, b)| {
+        let o = match (ka, kb) {
+            (Some(x), Some(y)) => cmp_keys(x, y).unwrap_or(Ordering::Equal),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        let o = if dir == Direction::Descending {
+            o.reverse()
+        } else {
+            o
+        };
+        o.then(a.id.cmp(&b.id))
+    });
+    Ok(keyed.into_iter().map(|(_, r)| Arc::clone(r)).collect())
+}
+
+/// The page at offset `after` of the sorted `hits`, cut at the result cap; `next_after` still points at the
+/// cap when more results exist.
+pub fn page(hits: &[Arc<Record>], limit: u32, after: u64, limits: SearchLimits) -> Hits {
     let total = hits.len() as u64;
     let start = after.min(total) as usize;
     let end = (after + u64::from(limit)).min(total).min(limits.result_cap) as usize;
-    let page: Vec<Arc<Record>> = hits[start..end.max(start)]
-        .iter()
-        .map(|r| Arc::clone(r))
-        .collect();
+    let page = hits[start..end.max(start)].to_vec();
     let next_after = ((end as u64) < total && limit > 0).then_some(end as u64);
-    Ok(Hits {
+    Hits {
         total,
         page,
         next_after,
-    })
+    }
+}
+
+/// Runs `req` over `index` (ascending id order): paging checks, matching, one page.
+#[cfg(test)]
+pub fn search<'a>(
+    def: &TypeDef,
+    index: impl Iterator<Item = &'a Arc<Record>>,
+    req: &SearchRequest,
+    limits: SearchLimits,
+) -> Result<Hits, ApiError> {
+    let (limit, after) = paging(req, limits)?;
+    let hits = matching(def, index, req)?;
+    Ok(page(&hits, limit, after, limits))
 }
 
 #[cfg(test)]

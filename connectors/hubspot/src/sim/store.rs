@@ -81,6 +81,8 @@ pub struct ObjectStore {
     pub(crate) pending: VecDeque<(Instant, u64, Option<Arc<Record>>)>,
     /// Next id to assign.
     pub next_id: u64,
+    /// Bumped whenever `index` changes, so cached search results know they are stale.
+    pub index_generation: u64,
 }
 
 impl ObjectStore {
@@ -190,6 +192,7 @@ impl Db {
         for s in &mut self.stores {
             while s.pending.front().is_some_and(|(due, ..)| *due <= now) {
                 if let Some((_, id, rec)) = s.pending.pop_front() {
+                    s.index_generation += 1;
                     match rec {
                         Some(r) => {
                             s.index.insert(id, r);
@@ -221,6 +224,7 @@ impl Db {
         s.records.insert(arc.id, arc.clone());
         let visible = (!arc.archived).then(|| arc.clone());
         if lag.is_zero() && s.pending.is_empty() {
+            s.index_generation += 1;
             match visible {
                 Some(r) => s.index.insert(r.id, r),
                 None => s.index.remove(&arc.id),
@@ -425,6 +429,7 @@ impl Db {
             st.records.remove(&secondary);
             st.merged_into.insert(secondary, primary);
             if lag.is_zero() && st.pending.is_empty() {
+                st.index_generation += 1;
                 st.index.remove(&secondary);
             } else {
                 st.pending

@@ -246,7 +246,7 @@ async fn rate_limits_send_hubspot_headers_and_429_bodies() {
 
 #[tokio::test]
 async fn writes_reach_search_only_after_the_index_lag_and_archived_objects_never() {
-    let sim = start(|c| c.index_lag_ms = 400).await;
+    let sim = start(|c| c.index_lag_ms = 1_500).await;
     let base = sim.base_url();
     let (s, _, created) = post(
         &base,
@@ -262,7 +262,7 @@ async fn writes_reach_search_only_after_the_index_lag_and_archived_objects_never
         {"propertyName": "email", "operator": "EQ", "value": "lag@example.com"}]}]});
     let search = || post(&base, "/crm/v3/objects/contacts/search", by_email.clone());
     assert_eq!(search().await.2["total"], 0, "search does not yet");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(search().await.2["total"], 1);
     let r = http()
         .delete(format!("{base}/crm/v3/objects/contacts/{id}"))
@@ -276,7 +276,7 @@ async fn writes_reach_search_only_after_the_index_lag_and_archived_objects_never
         1,
         "the archive reaches search late too"
     );
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(search().await.2["total"], 0);
     let (_, _, archived) = get(
         &base,

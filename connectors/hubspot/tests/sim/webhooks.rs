@@ -185,10 +185,10 @@ async fn failed_and_slow_deliveries_are_retried_with_backoff() {
     rx.behaviour
         .lock()
         .plan
-        .extend([Answer::Fail, Answer::Fail, Answer::Slow(1_000)]);
+        .extend([Answer::Fail, Answer::Fail, Answer::Slow(2_000)]);
     let sim = start(|c| {
         c.webhook_duplicate_rate = 0.0;
-        c.webhook_timeout_ms = 300;
+        c.webhook_timeout_ms = 600;
         c.webhook_retry_ms = vec![100, 200, 300, 400];
     })
     .await;
@@ -196,13 +196,13 @@ async fn failed_and_slow_deliveries_are_retried_with_backoff() {
     let t0 = std::time::Instant::now();
     sim.create("contacts", &[("email", "r@example.com")])
         .expect("create");
-    // Two 500s, then a hang longer than the 300 ms timeout: the fourth attempt is accepted.
+    // Two 500s, then a hang longer than the 600 ms timeout: the fourth attempt is accepted.
     let batches = rx.wait_for(10, |a| !a.is_empty()).await;
     let elapsed = t0.elapsed();
     let e = &batches[0].events()[0];
     assert_eq!(e.attempt_number, 3, "attemptNumber counts the retries");
-    // 100 + 200 + 300 ms of waits (±20%) plus the 300 ms timeout.
-    assert!(elapsed >= Duration::from_millis(780), "{elapsed:?}");
+    // 100 + 200 + 300 ms of waits (±20%) plus the 600 ms timeout.
+    assert!(elapsed >= Duration::from_millis(1_080), "{elapsed:?}");
     let st = sim.stats().webhooks;
     assert_eq!(st.deliveries, 4);
     assert_eq!(st.retries, 3);
