@@ -82,9 +82,19 @@ async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..cfg.kafka.partitions {
-        let (lo, hi) = consumer
-            .fetch_watermarks(&topic, p, Duration::from_secs(10))
-            .expect("watermarks");
+        // A loaded machine can make one metadata round trip slow: try again before failing.
+        let mut tries = 0;
+        let (lo, hi) = loop {
+            match consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)) {
+                Ok(w) => break w,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("watermarks of {topic}/{p}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("watermarks of {topic}/{p}: {e}"),
+            }
+        };
         if hi > lo {
             ends.insert(p, hi);
             tpl.add_partition_offset(&topic, p, Offset::Beginning)
