@@ -141,8 +141,14 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// The ingress stage: serves until shutdown.
+/// The ingress stage: serves until shutdown. It has no end to catch up with, so one-shot mode
+/// does not stop it: a `--until-caught-up` run that lists it ends on SIGINT/SIGTERM.
 pub async fn run(ctx: RunCtx) -> Result<()> {
+    if ctx.until_caught_up {
+        tracing::warn!(
+            "the webhook ingress serves until stopped; --until-caught-up does not end it"
+        );
+    }
     let running = serve(&ctx.cfg, ctx.shutdown.clone()).await?;
     tracing::info!(addr = %running.addr, url = %running.url, "webhook ingress listening");
     let _ = running.task.await;
