@@ -1,5 +1,6 @@
-//! `crmflow demo`: the whole pipeline on the local services, with the Bullhorn and ML
-//! simulators running in this process.
+//! `crmflow demo`: the whole pipeline on the local services, with the Bullhorn, HubSpot and ML
+//! simulators running in this process (HubSpot contacts and jobs land beside Bullhorn's
+//! candidates and job orders, `crm = 'hubspot'`).
 //!
 //! It checks that Kafka and PostgreSQL answer, starts both simulators on free loopback ports,
 //! points the configuration at them, gives the run its own namespace (topic prefix and schema
@@ -34,6 +35,12 @@ pub struct DemoArgs {
     /// Job orders the Bullhorn simulator generates.
     #[arg(long, default_value_t = 200)]
     pub job_orders: usize,
+    /// Contacts the HubSpot simulator generates (0 with --hubspot-jobs 0: no HubSpot).
+    #[arg(long, default_value_t = 1_000)]
+    pub hubspot_contacts: usize,
+    /// Jobs (custom object) the HubSpot simulator generates.
+    #[arg(long, default_value_t = 100)]
+    pub hubspot_jobs: usize,
     /// Keep the simulator changing records and the pipeline running until Ctrl-C (then print
     /// the summary), instead of stopping once everything is in Postgres.
     #[arg(long)]
@@ -81,6 +88,17 @@ pub struct SourceTruth {
     pub requests: u64,
 }
 
+/// The simulated HubSpot at the end of the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubspotTruth {
+    /// Contacts, archived ones included (`deleted`: archived).
+    pub contacts: SourceCounts,
+    /// Jobs, archived ones included.
+    pub jobs: SourceCounts,
+    /// API requests the simulator answered.
+    pub requests: u64,
+}
+
 /// What Postgres and the dead-letter topic hold for one entity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityCounts {
@@ -96,6 +114,9 @@ pub struct EntityCounts {
     pub dead_lettered: i64,
     /// Distinct records dead-lettered by embed (a row, but no vector).
     pub not_embedded: i64,
+    /// Rows per CRM (`bullhorn`, `hubspot`).
+    #[serde(default)]
+    pub rows_by_crm: BTreeMap<String, i64>,
 }
 
 /// Dead letters of one (stage, rule).
@@ -138,6 +159,9 @@ pub struct Summary {
     /// The one-shot run caught up (false for --keep-running and interrupted runs).
     pub caught_up: bool,
     pub source: SourceTruth,
+    /// The HubSpot simulator, when the demo ran one.
+    #[serde(default)]
+    pub hubspot: Option<HubspotTruth>,
     pub candidates: EntityCounts,
     pub positions: EntityCounts,
     /// Rows in `matches` for the model (both directions).
@@ -159,10 +183,36 @@ impl Summary {
         (c.rows + c.dead_lettered) as u64 == source.records && c.vectors + c.not_embedded == c.live
     }
 
-    /// Whether Postgres accounts for every record of the simulator.
+    /// Candidate records of both simulators: Bullhorn candidates and HubSpot contacts.
+    pub fn candidate_records(&self) -> SourceCounts {
+        let h = self
+            .hubspot
+            .as_ref()
+            .map(|h| h.contacts.clone())
+            .unwrap_or_default();
+        SourceCounts {
+            records: self.source.candidates.records + h.records,
+            deleted: self.source.candidates.deleted + h.deleted,
+        }
+    }
+
+    /// Position records of both simulators: Bullhorn job orders and HubSpot jobs.
+    pub fn position_records(&self) -> SourceCounts {
+        let h = self
+            .hubspot
+            .as_ref()
+            .map(|h| h.jobs.clone())
+            .unwrap_or_default();
+        SourceCounts {
+            records: self.source.job_orders.records + h.records,
+            deleted: self.source.job_orders.deleted + h.deleted,
+        }
+    }
+
+    /// Whether Postgres accounts for every record of the simulators.
     pub fn is_complete(&self) -> bool {
-        Self::entity_complete(&self.candidates, &self.source.candidates)
-            && Self::entity_complete(&self.positions, &self.source.job_orders)
+        Self::entity_complete(&self.candidates, &self.candidate_records())
+            && Self::entity_complete(&self.positions, &self.position_records())
     }
 
     /// The summary as the terminal shows it.
@@ -193,9 +243,22 @@ impl Summary {
             n(self.source.job_orders.deleted as i64),
             n(self.source.requests as i64)
         );
+        if let Some(h) = &self.hubspot {
+            let _ = writeln!(
+                o,
+                "{:<22}{} contacts ({} archived), {} jobs ({} archived), {} API requests",
+                "HubSpot (simulator)",
+                n(h.contacts.records as i64),
+                n(h.contacts.deleted as i64),
+                n(h.jobs.records as i64),
+                n(h.jobs.deleted as i64),
+                n(h.requests as i64)
+            );
+        }
+        let (cand, pos) = (self.candidate_records(), self.position_records());
         for (label, c, s) in [
-            ("candidates", &self.candidates, &self.source.candidates),
-            ("positions", &self.positions, &self.source.job_orders),
+            ("candidates", &self.candidates, &cand),
+            ("positions", &self.positions, &pos),
         ] {
             let accounted = c.rows + c.dead_lettered;
             let check = if accounted as u64 == s.records {
@@ -213,6 +276,14 @@ impl Summary {
                 n(accounted),
                 n(s.records as i64),
             );
+            if c.rows_by_crm.len() > 1 {
+                let per: Vec<String> = c
+                    .rows_by_crm
+                    .iter()
+                    .map(|(crm, rows)| format!("{crm} {}", n(*rows)))
+                    .collect();
+                let _ = writeln!(o, "{:<22}rows by CRM: {}", "", per.join(", "));
+            }
         }
         let _ = writeln!(
             o,
@@ -383,6 +454,26 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
     })
     .await
     .map_err(|e| Error::Other(format!("ML simulator: {e}")))?;
+    let hubspot = if args.hubspot_contacts + args.hubspot_jobs > 0 {
+        let sim = crmflow_hubspot::sim::Simulator::start(crmflow_hubspot::sim::SimConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            contacts: args.hubspot_contacts,
+            deals: 0,
+            jobs: args.hubspot_jobs,
+            changes_per_sec: if args.keep_running {
+                args.changes_per_sec
+            } else {
+                0.0
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::Other(format!("hubspot simulator: {e}")))?;
+        cfg.hubspot = Some(demo_hubspot_config(&sim, args.keep_running));
+        Some(sim)
+    } else {
+        None
+    };
     let creds = bullhorn.credentials();
     cfg.bullhorn.rest_url = bullhorn.rest_services_url();
     cfg.bullhorn.client_id = Some(creds.client_id);
@@ -394,9 +485,18 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
     cfg.ml.api_key = None;
 
     println!(
-        "crmflow demo: {} candidates, {} job orders{}",
+        "crmflow demo: {} candidates, {} job orders{}{}",
         thousands(args.candidates as i64),
         thousands(args.job_orders as i64),
+        if hubspot.is_some() {
+            format!(
+                " (Bullhorn); {} contacts, {} jobs (HubSpot)",
+                thousands(args.hubspot_contacts as i64),
+                thousands(args.hubspot_jobs as i64)
+            )
+        } else {
+            String::new()
+        },
         if args.keep_running {
             format!(", then {} changes/s until Ctrl-C", args.changes_per_sec)
         } else {
@@ -423,6 +523,13 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
         bullhorn.base_url(),
         cfg.ml.url
     );
+    if let Some(h) = &hubspot {
+        println!(
+            "  HubSpot simulator {} (state: {}/sim/stats)",
+            h.base_url(),
+            h.base_url()
+        );
+    }
     if let Some(note) = &listen_note {
         println!("  {note}");
     }
@@ -470,17 +577,28 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
     let was_interrupted = interrupted.load(Ordering::SeqCst);
     if let Err(e) = outcome {
         bullhorn.shutdown().await;
+        if let Some(h) = hubspot {
+            h.shutdown().await;
+        }
         let _ = ml.shutdown().await;
         return Err(e);
     }
     // Stop the change generator first, so the ground truth stands still while it is read.
     let truth = source_truth(&bullhorn)?;
     bullhorn.shutdown().await;
+    let hubspot_truth = match hubspot {
+        Some(h) => {
+            let t = hubspot_truth(&h)?;
+            h.shutdown().await;
+            Some(t)
+        }
+        None => None,
+    };
     let _ = ml.shutdown().await;
 
     let caught_up = !args.keep_running && !was_interrupted;
     let summary = tokio::select! {
-        s = read_summary(&cfg, truth, elapsed, caught_up, started_ms) => s?,
+        s = read_summary(&cfg, truth, hubspot_truth, elapsed, caught_up, started_ms) => s?,
         _ = tokio::signal::ctrl_c() => return Err(Error::Other("interrupted while reading the summary".into())),
     };
     print!("{}", summary.render());
@@ -524,15 +642,75 @@ fn source_truth(sim: &crmflow_bullhorn::sim::SimHandle) -> Result<SourceTruth> {
     })
 }
 
+/// The `[hubspot]` section for the demo's simulator: contacts and jobs, the simulator's token.
+fn demo_hubspot_config(
+    sim: &crmflow_hubspot::sim::SimHandle,
+    keep_running: bool,
+) -> crate::config::HubspotConfig {
+    use crate::config::{HubspotConfig, HubspotObject};
+    HubspotConfig {
+        base_url: sim.base_url(),
+        access_token: Some(sim.private_app_token().into()),
+        objects: vec![
+            HubspotObject {
+                entity: "contact".into(),
+                object_type: "contacts".into(),
+                object_type_id: Some("0-1".into()),
+                properties: vec![],
+            },
+            HubspotObject {
+                entity: "job".into(),
+                object_type: "jobs".into(),
+                object_type_id: Some(sim.jobs_object_type_id()),
+                properties: vec![],
+            },
+        ],
+        // The default suits a real account's rate limits; for watching changes flow, poll often.
+        poll_interval_secs: if keep_running { 2 } else { 30 },
+        overlap_ms: 5_000,
+        ..Default::default()
+    }
+}
+
+/// Counts of the HubSpot simulator's objects (archived ones included) and its requests.
+fn hubspot_truth(sim: &crmflow_hubspot::sim::SimHandle) -> Result<HubspotTruth> {
+    let counts = |object: &str| -> Result<SourceCounts> {
+        let records = sim
+            .records(object)
+            .map_err(|e| Error::Other(format!("hubspot simulator: {e}")))?;
+        Ok(SourceCounts {
+            records: records.len() as u64,
+            deleted: records.iter().filter(|r| r.archived).count() as u64,
+        })
+    };
+    Ok(HubspotTruth {
+        contacts: counts("contacts")?,
+        jobs: counts("jobs")?,
+        requests: sim.stats().total_requests,
+    })
+}
+
 /// Which entity a dead letter belongs to, from its source topic (`...candidate`,
-/// `...joborder`, `...position`).
+/// `...joborder`, `...position`, HubSpot's `...contact`, `...job`, `...deal`).
 fn entity_of_topic(topic: &str) -> Option<&'static str> {
     let last = topic.rsplit('.').next()?;
     match last {
-        "candidate" => Some("candidate"),
-        "joborder" | "position" => Some("position"),
+        "candidate" | "contact" => Some("candidate"),
+        "joborder" | "position" | "job" | "deal" => Some("position"),
         _ => None,
     }
+}
+
+/// The CRM of a dead letter: the raw topic names it (`crm.raw.<crm>.<entity>`); a canonical
+/// key carries it (`<crm>:<id>`).
+fn record_key(topic: &str, key: &str) -> String {
+    if key.contains(':') {
+        return key.to_owned();
+    }
+    let mut parts = topic.rsplit('.');
+    let _entity = parts.next();
+    let crm = parts.next().unwrap_or("bullhorn");
+    format!("{crm}:{key}")
 }
 
 /// Tallies of the dead-letter topic.
@@ -567,8 +745,8 @@ fn tally_dead_letters(cfg: &Config, since_ms: i64) -> Result<DeadLetterTally> {
             .or_insert_with(|| (0, e.header(H_REASON).unwrap_or("").to_owned()));
         entry.0 += 1;
         let key = String::from_utf8_lossy(e.key.as_deref().unwrap_or_default()).into_owned();
-        // Raw keys are the CRM id, canonical keys `<crm>:<id>`.
-        let id = key.rsplit(':').next().unwrap_or_default().to_owned();
+        // Raw keys are the CRM id, canonical keys `<crm>:<id>`: one record, one `<crm>:<id>`.
+        let id = record_key(e.header(H_SOURCE_TOPIC).unwrap_or_default(), &key);
         if let Some(entity) = e.header(H_SOURCE_TOPIC).and_then(entity_of_topic) {
             match stage.as_str() {
                 "embed" => {
@@ -588,6 +766,7 @@ fn tally_dead_letters(cfg: &Config, since_ms: i64) -> Result<DeadLetterTally> {
 pub async fn read_summary(
     cfg: &Config,
     source: SourceTruth,
+    hubspot: Option<HubspotTruth>,
     elapsed: Duration,
     caught_up: bool,
     dlq_since_ms: i64,
@@ -610,9 +789,16 @@ pub async fn read_summary(
         );
         let dead_lettered = dlq.no_row.iter().filter(|(e, _)| *e == name).count() as i64;
         let not_embedded = dlq.no_vector.iter().filter(|(e, _)| *e == name).count() as i64;
+        let by_crm = format!("SELECT crm, count(*) FROM {table} GROUP BY crm");
         async move {
             let r = client.query_one(&sql, &[&model, &name]).await?;
             let (rows, live, vectors): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            let rows_by_crm = client
+                .query(&by_crm, &[])
+                .await?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect();
             Ok::<_, Error>(EntityCounts {
                 rows,
                 live,
@@ -620,6 +806,7 @@ pub async fn read_summary(
                 vectors,
                 dead_lettered,
                 not_embedded,
+                rows_by_crm,
             })
         }
     };
@@ -692,6 +879,7 @@ pub async fn read_summary(
         elapsed_seconds: (secs * 10.0).round() / 10.0,
         caught_up,
         source,
+        hubspot,
         records_per_second: ((candidates.rows + positions.rows) as f64 / secs).round(),
         candidates,
         positions,
@@ -740,6 +928,21 @@ mod tests {
         );
         assert_eq!(entity_of_topic("crm.canonical.position"), Some("position"));
         assert_eq!(entity_of_topic("crm.dlq"), None);
+        assert_eq!(
+            entity_of_topic("x.crm.raw.hubspot.contact"),
+            Some("candidate")
+        );
+        assert_eq!(entity_of_topic("crm.raw.hubspot.job"), Some("position"));
+        // Ids of two CRMs never meet: a dead letter's record is `<crm>:<id>`.
+        assert_eq!(record_key("x.crm.raw.hubspot.contact", "42"), "hubspot:42");
+        assert_eq!(
+            record_key("crm.raw.bullhorn.candidate", "42"),
+            "bullhorn:42"
+        );
+        assert_eq!(
+            record_key("crm.canonical.candidate", "hubspot:42"),
+            "hubspot:42"
+        );
     }
 
     #[test]
@@ -764,6 +967,7 @@ mod tests {
             vectors: 79,
             dead_lettered: 10,
             not_embedded: 1,
+            rows_by_crm: Default::default(),
         };
         let s = SourceCounts {
             records: 100,

@@ -8,6 +8,8 @@
 //! - [`kafka`]: producer with backpressure, consumers with manual offsets, topics, traceparent.
 //! - [`operators`]: pure transform and validation operators of the normalize stage.
 //! - [`dlq`]: dead-letter records and their headers.
+//! - [`ingress`]: the HubSpot webhook receiver (`--stages ingress`): signed POSTs > batch read >
+//!   raw topics, answered 2xx only after Kafka acknowledged.
 //! - [`sources`]: CRM readers into the raw topics (Bullhorn poller and event reader), cursors in Postgres.
 //! - [`store`]: Postgres pool and migrations.
 //! - [`telemetry`]: structured logs and the optional OTLP exporter.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod dlq;
 pub mod error;
+pub mod ingress;
 pub mod kafka;
 pub mod model;
 pub mod observe;

@@ -25,6 +25,11 @@ pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {
             compacted: false,
         }));
     }
+    specs.extend(hubspot_raw_topics(cfg).into_iter().map(|name| TopicSpec {
+        name,
+        partitions: p,
+        compacted: false,
+    }));
     for entity in ["candidate", "position"] {
         specs.push(TopicSpec {
             name: t.canonical(entity),
@@ -50,10 +55,21 @@ pub fn input_topics(cfg: &Config, stage: StageName) -> Vec<String> {
             .entities
             .iter()
             .map(|e| t.raw("bullhorn", e))
+            .chain(hubspot_raw_topics(cfg))
             .collect(),
         StageName::Sink | StageName::Embed => {
             vec![t.canonical("candidate"), t.canonical("position")]
         }
-        StageName::Ingest | StageName::Match => Vec::new(),
+        StageName::Ingest | StageName::Match | StageName::Ingress => Vec::new(),
     }
+}
+
+/// `crm.raw.hubspot.<entity>` of every configured HubSpot object (none when HubSpot is off).
+pub fn hubspot_raw_topics(cfg: &Config) -> Vec<String> {
+    let t = Topics::new(&cfg.kafka);
+    cfg.hubspot
+        .iter()
+        .flat_map(|h| h.objects.iter())
+        .map(|o| t.raw("hubspot", &o.entity))
+        .collect()
 }

@@ -20,6 +20,7 @@ async fn run_stage(name: StageName, ctx: RunCtx) -> Result<()> {
         StageName::Sink => sink::run(ctx).await,
         StageName::Embed => embed::run(ctx).await,
         StageName::Match => matching::run(ctx).await,
+        StageName::Ingress => crate::ingress::run(ctx).await,
     }
 }
 

@@ -79,7 +79,7 @@ impl LagProbe {
         stage: StageName,
     ) -> Result<Vec<PartitionLag>> {
         match stage {
-            StageName::Ingest => Ok(Vec::new()),
+            StageName::Ingest | StageName::Ingress => Ok(Vec::new()),
             StageName::Match => {
                 let n: i64 = client
                     .query_one("SELECT count(*) FROM match_queue", &[])

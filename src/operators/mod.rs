@@ -1,7 +1,7 @@
 //! The normalize stage's operators: pure, synchronous functions from one decoded [`ChangeEvent`] to one
 //! canonical record or one [`Reject`].
 //!
-//! [`normalize`] dispatches on `(crm, entity)` to a CRM transform ([`bullhorn`]), which parses the
+//! [`normalize`] dispatches on `(crm, entity)` to a CRM transform ([`bullhorn`], [`hubspot`]), which parses the
 //! record JSON and maps it field by field with the cleanup helpers ([`text`], [`email`], [`phone`]);
 //! then [`validate`] checks the canonical record against the named rules of [`validate::RULES`].
 //! Deletes become tombstones and skip validation. Nothing here does I/O, reads a clock or keeps
@@ -10,6 +10,7 @@
 
 pub mod bullhorn;
 pub mod email;
+pub mod hubspot;
 pub mod phone;
 pub mod text;
 pub mod validate;
@@ -127,6 +128,20 @@ pub fn normalize_at(
         ("bullhorn", "JobOrder") => {
             let p = bullhorn::position(&ev.record, &key, lineage)?;
             validate::validate_position(&p, cfg, now_ms)?;
+            Ok(Canonical::Position(p))
+        }
+        ("hubspot", "contact") => {
+            let c = hubspot::candidate(&ev.record, &key, lineage, &cfg.default_country)?;
+            validate::validate_candidate_as(&c, cfg, validate::Profile::Hubspot)?;
+            Ok(Canonical::Candidate(c))
+        }
+        ("hubspot", entity @ ("job" | "deal")) => {
+            let p = if entity == "job" {
+                hubspot::job(&ev.record, &key, lineage)?
+            } else {
+                hubspot::deal(&ev.record, &key, lineage)?
+            };
+            validate::validate_position_as(&p, cfg, now_ms, validate::Profile::Hubspot)?;
             Ok(Canonical::Position(p))
         }
         (crm, entity) => {
@@ -269,6 +284,140 @@ mod tests {
         ev.crm = "hubspot".into();
         let r = run(&ev).unwrap_err();
         assert_eq!((r.class.as_str(), r.rule), ("transform", "entity.unknown"));
+    }
+
+    #[test]
+    fn hubspot_dispatch_and_rules_table() {
+        // (case, entity, op, properties, expected canonical entity or rule)
+        type Case<'a> = (&'a str, &'a str, Op, &'a str, Result<&'a str, &'a str>);
+        let cases: &[Case] = &[
+            (
+                "contact",
+                "contact",
+                Op::Upsert,
+                r#"{"firstname":"Ada","email":"ada@x.io"}"#,
+                Ok("candidate"),
+            ),
+            (
+                "contact with email only",
+                "contact",
+                Op::Upsert,
+                r#"{"email":"ada@x.io"}"#,
+                Ok("candidate"),
+            ),
+            (
+                "contact with nothing",
+                "contact",
+                Op::Upsert,
+                r#"{"phone":"617 555 0100"}"#,
+                Err("hubspot.candidate.identity.required"),
+            ),
+            (
+                "contact bad email",
+                "contact",
+                Op::Upsert,
+                r#"{"firstname":"Ada","email":"ada.x.io"}"#,
+                Err("candidate.email.format"),
+            ),
+            (
+                "contact lead status",
+                "contact",
+                Op::Upsert,
+                r#"{"firstname":"Ada","hs_lead_status":"open_deal"}"#,
+                Ok("candidate"),
+            ),
+            (
+                "contact unknown lead status",
+                "contact",
+                Op::Upsert,
+                r#"{"firstname":"Ada","hs_lead_status":"Active"}"#,
+                Err("hubspot.candidate.lead_status.allowed"),
+            ),
+            (
+                "job",
+                "job",
+                Op::Upsert,
+                r#"{"job_title":"Engineer","job_status":"OPEN"}"#,
+                Ok("position"),
+            ),
+            (
+                "job without title",
+                "job",
+                Op::Upsert,
+                r#"{"job_status":"OPEN"}"#,
+                Err("position.title.required"),
+            ),
+            (
+                "job bullhorn status",
+                "job",
+                Op::Upsert,
+                r#"{"job_title":"Engineer","job_status":"Accepting Candidates"}"#,
+                Err("hubspot.position.status.allowed"),
+            ),
+            (
+                "job negative salary",
+                "job",
+                Op::Upsert,
+                r#"{"job_title":"Engineer","salary":"-1"}"#,
+                Err("position.salary.non_negative"),
+            ),
+            (
+                "job bad number",
+                "job",
+                Op::Upsert,
+                r#"{"job_title":"Engineer","salary":"lots"}"#,
+                Err("record.shape"),
+            ),
+            (
+                "deal",
+                "deal",
+                Op::Upsert,
+                r#"{"dealname":"Engineer","dealstage":"closedwon"}"#,
+                Ok("position"),
+            ),
+            (
+                "archived contact",
+                "contact",
+                Op::Delete,
+                r#"{}"#,
+                Ok("candidate"),
+            ),
+            (
+                "archived job broken",
+                "job",
+                Op::Delete,
+                "nope",
+                Ok("position"),
+            ),
+            (
+                "company is not mapped",
+                "company",
+                Op::Upsert,
+                r#"{"name":"Acme"}"#,
+                Err("entity.unknown"),
+            ),
+        ];
+        for (name, entity, op, props, want) in cases {
+            let mut ev = event(
+                entity,
+                *op,
+                &format!(r#"{{"id":"42","properties":{props}}}"#),
+            );
+            if *props == "nope" {
+                ev.record = "nope".into();
+            }
+            ev.crm = "hubspot".into();
+            let got = run(&ev);
+            match (got, want) {
+                (Ok(c), Ok(e)) => {
+                    assert_eq!(c.entity(), *e, "case {name}");
+                    assert_eq!(c.key(), "hubspot:42", "case {name}");
+                    assert_eq!(c.is_tombstone(), *op == Op::Delete, "case {name}");
+                }
+                (Err(r), Err(rule)) => assert_eq!(r.rule, *rule, "case {name}: {r}"),
+                (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! - Kept: a missing email (candidates often have only a phone); a phone we cannot put in E.164 (its
 //!   digits are kept); a missing status, salary or start date; a salary of 0 (unpaid or not disclosed).
 //!
+//! - HubSpot differs ([`Profile::Hubspot`]): a contact with an email but no name is kept (HubSpot
+//!   creates contacts from a form's email alone), and statuses are checked against HubSpot's own value
+//!   sets (`normalize.hubspot.lead_statuses`, `normalize.hubspot.position_statuses`) under rule names
+//!   of their own, so `crmflow dlq list --rule hubspot.candidate.lead_status.allowed` finds them.
+//!
 //! Tombstones are never validated: a delete must always reach the sink.
 
 use crate::config::NormalizeConfig;
@@ -49,6 +54,10 @@ pub enum Rule {
     PositionStartDateRange,
     PositionStatusAllowed,
     PositionTextLength,
+    HubspotCandidateIdentityRequired,
+    HubspotCandidateLeadStatusAllowed,
+    HubspotPositionStatusAllowed,
+    HubspotPositionSalaryRange,
 }
 
 /// One row of [`RULES`].
@@ -83,6 +92,10 @@ pub const RULES: &[RuleSpec] = &[
     RuleSpec { rule: Rule::PositionStartDateRange, name: "position.start_date.range", class: Validation, checks: "a present start date is in 1990-01-01 .. observed_at + 5 years" },
     RuleSpec { rule: Rule::PositionStatusAllowed, name: "position.status.allowed", class: Validation, checks: "a present status is in normalize.position_statuses (ASCII case-insensitive)" },
     RuleSpec { rule: Rule::PositionTextLength, name: "position.text.length", class: Validation, checks: "the description is at most normalize.max_text_chars characters" },
+    RuleSpec { rule: Rule::HubspotCandidateIdentityRequired, name: "hubspot.candidate.identity.required", class: Validation, checks: "a HubSpot contact has a first name, a last name or an email (HubSpot creates contacts from an email alone)" },
+    RuleSpec { rule: Rule::HubspotCandidateLeadStatusAllowed, name: "hubspot.candidate.lead_status.allowed", class: Validation, checks: "a present hs_lead_status is in normalize.hubspot.lead_statuses (ASCII case-insensitive)" },
+    RuleSpec { rule: Rule::HubspotPositionStatusAllowed, name: "hubspot.position.status.allowed", class: Validation, checks: "a present job status or deal stage is in normalize.hubspot.position_statuses (ASCII case-insensitive)" },
+    RuleSpec { rule: Rule::HubspotPositionSalaryRange, name: "hubspot.position.salary.range", class: Validation, checks: "a job's salary_min is not above its salary_max" },
 ];
 
 impl Rule {
@@ -108,8 +121,28 @@ impl Rule {
     }
 }
 
+/// Which CRM's rules apply where the CRMs differ (see [`RULES`]: the `hubspot.*` rules replace
+/// the name and status rules for HubSpot records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Bullhorn, and any CRM without rules of its own.
+    Default,
+    /// HubSpot: identity is a name *or* an email; statuses are HubSpot's lead statuses, job
+    /// statuses and deal stages.
+    Hubspot,
+}
+
 /// Checks a candidate; the first failing rule wins. Tombstones always pass.
 pub fn validate_candidate(c: &Candidate, cfg: &NormalizeConfig) -> Result<(), Reject> {
+    validate_candidate_as(c, cfg, Profile::Default)
+}
+
+/// [`validate_candidate`] with the rules of `profile`.
+pub fn validate_candidate_as(
+    c: &Candidate,
+    cfg: &NormalizeConfig,
+    profile: Profile,
+) -> Result<(), Reject> {
     if c.deleted {
         return Ok(());
     }
@@ -117,7 +150,18 @@ pub fn validate_candidate(c: &Candidate, cfg: &NormalizeConfig) -> Result<(), Re
         return Err(Rule::CandidateCrmIdRequired.reject("record id is empty"));
     }
     if c.first_name.is_none() && c.last_name.is_none() {
-        return Err(Rule::CandidateNameRequired.reject("neither firstName nor lastName is present"));
+        match profile {
+            Profile::Default => {
+                return Err(
+                    Rule::CandidateNameRequired.reject("neither firstName nor lastName is present")
+                )
+            }
+            Profile::Hubspot if c.email.is_none() => {
+                return Err(Rule::HubspotCandidateIdentityRequired
+                    .reject("none of firstname, lastname and email is present"))
+            }
+            Profile::Hubspot => {}
+        }
     }
     for (field, v) in [("firstName", &c.first_name), ("lastName", &c.last_name)] {
         if let Some(n) = over_limit(v.as_deref(), NAME_MAX_CHARS) {
@@ -129,11 +173,18 @@ pub fn validate_candidate(c: &Candidate, cfg: &NormalizeConfig) -> Result<(), Re
     if let Some(e) = &c.email {
         Email::parse(e).map_err(|err| Rule::CandidateEmailFormat.reject(err.to_string()))?;
     }
-    check_status(
-        c.status.as_deref(),
-        &cfg.candidate_statuses,
-        Rule::CandidateStatusAllowed,
-    )?;
+    match profile {
+        Profile::Default => check_status(
+            c.status.as_deref(),
+            &cfg.candidate_statuses,
+            Rule::CandidateStatusAllowed,
+        )?,
+        Profile::Hubspot => check_status(
+            c.status.as_deref(),
+            &cfg.hubspot.lead_statuses,
+            Rule::HubspotCandidateLeadStatusAllowed,
+        )?,
+    }
     if let Some(n) = over_limit(c.summary.as_deref(), cfg.max_text_chars) {
         return Err(Rule::CandidateTextLength.reject(format!(
             "summary has {n} characters, limit {}",
@@ -145,6 +196,16 @@ pub fn validate_candidate(c: &Candidate, cfg: &NormalizeConfig) -> Result<(), Re
 
 /// Checks a position; `now_ms` anchors the start-date bound. Tombstones always pass.
 pub fn validate_position(p: &Position, cfg: &NormalizeConfig, now_ms: i64) -> Result<(), Reject> {
+    validate_position_as(p, cfg, now_ms, Profile::Default)
+}
+
+/// [`validate_position`] with the rules of `profile`.
+pub fn validate_position_as(
+    p: &Position,
+    cfg: &NormalizeConfig,
+    now_ms: i64,
+    profile: Profile,
+) -> Result<(), Reject> {
     if p.deleted {
         return Ok(());
     }
@@ -171,11 +232,18 @@ pub fn validate_position(p: &Position, cfg: &NormalizeConfig, now_ms: i64) -> Re
             )));
         }
     }
-    check_status(
-        p.status.as_deref(),
-        &cfg.position_statuses,
-        Rule::PositionStatusAllowed,
-    )?;
+    match profile {
+        Profile::Default => check_status(
+            p.status.as_deref(),
+            &cfg.position_statuses,
+            Rule::PositionStatusAllowed,
+        )?,
+        Profile::Hubspot => check_status(
+            p.status.as_deref(),
+            &cfg.hubspot.position_statuses,
+            Rule::HubspotPositionStatusAllowed,
+        )?,
+    }
     if let Some(n) = over_limit(p.description.as_deref(), cfg.max_text_chars) {
         return Err(Rule::PositionTextLength.reject(format!(
             "description has {n} characters, limit {}",
@@ -468,6 +536,67 @@ mod tests {
             let got = validate_position(&p, &cfg, NOW).err();
             assert_eq!(got.as_ref().map(|r| r.rule), *want, "case {name}: {got:?}");
         }
+    }
+
+    #[test]
+    fn hubspot_profile_table() {
+        let cases: &[(&str, CandidateEdit, Option<&str>)] = &[
+            (
+                "bullhorn status is not a lead status",
+                |_, _| {},
+                Some("hubspot.candidate.lead_status.allowed"),
+            ),
+            ("lead status", |c, _| c.status = Some("NEW".into()), None),
+            (
+                "lead status lower case",
+                |c, _| c.status = Some("bad_timing".into()),
+                None,
+            ),
+            (
+                "email only",
+                |c, _| {
+                    c.status = None;
+                    c.first_name = None;
+                    c.last_name = None
+                },
+                None,
+            ),
+            (
+                "no name, no email",
+                |c, _| {
+                    c.status = None;
+                    c.first_name = None;
+                    c.last_name = None;
+                    c.email = None
+                },
+                Some("hubspot.candidate.identity.required"),
+            ),
+            (
+                "empty lead status set allows all",
+                |_, cfg| cfg.hubspot.lead_statuses.clear(),
+                None,
+            ),
+        ];
+        for (name, edit, want) in cases {
+            let mut c = candidate();
+            c.crm = "hubspot".into();
+            let mut cfg = NormalizeConfig::default();
+            edit(&mut c, &mut cfg);
+            let got = validate_candidate_as(&c, &cfg, Profile::Hubspot).err();
+            assert_eq!(got.as_ref().map(|r| r.rule), *want, "case {name}: {got:?}");
+        }
+        let mut p = position();
+        p.status = Some("Accepting Candidates".into());
+        assert_eq!(
+            validate_position_as(&p, &NormalizeConfig::default(), NOW, Profile::Hubspot)
+                .unwrap_err()
+                .rule,
+            "hubspot.position.status.allowed"
+        );
+        p.status = Some("on_hold".into());
+        assert!(
+            validate_position_as(&p, &NormalizeConfig::default(), NOW, Profile::Hubspot).is_ok()
+        );
     }
 
     #[test]

@@ -36,9 +36,11 @@ pub enum StageName {
     Sink,
     Embed,
     Match,
+    Ingress,
 }
 
 impl StageName {
+    /// The stages a `run` without `--stages` starts (the webhook ingress is opted into).
     pub const ALL: [StageName; 5] = [
         StageName::Ingest,
         StageName::Normalize,
@@ -54,6 +56,7 @@ impl StageName {
             StageName::Sink => "sink",
             StageName::Embed => "embed",
             StageName::Match => "match",
+            StageName::Ingress => "ingress",
         }
     }
 }
@@ -63,9 +66,12 @@ impl std::str::FromStr for StageName {
     fn from_str(s: &str) -> Result<Self, String> {
         StageName::ALL
             .into_iter()
+            .chain([StageName::Ingress])
             .find(|n| n.as_str() == s.trim())
             .ok_or_else(|| {
-                format!("unknown stage {s:?}; stages are ingest, normalize, sink, embed, match")
+                format!(
+                    "unknown stage {s:?}; stages are ingest, normalize, sink, embed, match, ingress"
+                )
             })
     }
 }

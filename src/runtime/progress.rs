@@ -55,7 +55,7 @@ impl Finished {
 /// The stages whose output `stage` consumes.
 pub fn upstream(stage: StageName) -> &'static [StageName] {
     match stage {
-        StageName::Ingest => &[],
+        StageName::Ingest | StageName::Ingress => &[],
         StageName::Normalize => &[StageName::Ingest],
         StageName::Sink | StageName::Embed => &[StageName::Normalize],
         StageName::Match => &[StageName::Embed],

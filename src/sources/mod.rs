@@ -44,6 +44,7 @@
 pub mod bullhorn;
 pub mod cursors;
 pub mod emit;
+pub mod hubspot;
 pub mod lease;
 pub mod salesforce;
 
@@ -170,7 +171,7 @@ pub struct SourceKind {
 }
 
 /// Every source crmflow knows. A new CRM adds its `KIND` here.
-pub const KINDS: &[&SourceKind] = &[&bullhorn::KIND, &salesforce::KIND];
+pub const KINDS: &[&SourceKind] = &[&bullhorn::KIND, &hubspot::KIND, &salesforce::KIND];
 
 /// The sources a run reads: the `--sources` names (each must be known and configured), else every
 /// configured source. The error is one line.

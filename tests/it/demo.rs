@@ -150,20 +150,42 @@ async fn demo_runs_to_completion_and_its_summary_matches_postgres() {
     assert_eq!(s.matches, count("SELECT count(*) FROM matches").await);
     assert!(s.matches > 0);
 
-    // Every record is a row or a dead letter; every live row has a vector (or a dead letter).
+    // Every record (Bullhorn's and HubSpot's) is a row or a dead letter; every live row has a
+    // vector (or a dead letter).
+    let hs = s
+        .hubspot
+        .clone()
+        .expect("the demo runs HubSpot beside Bullhorn");
+    assert!(hs.contacts.records > 0 && hs.jobs.records > 0, "{hs:?}");
+    assert_eq!(
+        s.candidate_records().records,
+        s.source.candidates.records + hs.contacts.records
+    );
     assert_eq!(
         (c.rows + c.dead_lettered) as u64,
-        s.source.candidates.records
+        s.candidate_records().records
     );
     assert_eq!(
         (p.rows + p.dead_lettered) as u64,
-        s.source.job_orders.records
+        s.position_records().records
     );
+    assert!(
+        c.rows_by_crm["hubspot"] > 0 && c.rows_by_crm["bullhorn"] > 0,
+        "{:?}",
+        c.rows_by_crm
+    );
+    assert!(
+        p.rows_by_crm["hubspot"] > 0 && p.rows_by_crm["bullhorn"] > 0,
+        "{:?}",
+        p.rows_by_crm
+    );
+    assert!(out.contains("HubSpot (simulator)"), "{out}");
     assert_eq!(c.vectors + c.not_embedded, c.live);
     assert_eq!(p.vectors + p.not_embedded, p.live);
     assert_eq!(
-        c.tombstoned as u64, s.source.candidates.deleted,
-        "every deleted candidate is a tombstone"
+        c.tombstoned as u64,
+        s.candidate_records().deleted,
+        "every deleted candidate (and archived contact) is a tombstone"
     );
 
     // The dead-letter topic, read here.
