@@ -3,6 +3,8 @@
 //! `telemetry.otlp_endpoint`) is set. The other standard `OTEL_*` variables are read by the
 //! OpenTelemetry SDK itself.
 
+pub mod outage;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;

@@ -5,11 +5,13 @@
 //! Nothing here knows what a stage does with messages; the stages own delivery semantics.
 
 mod consumer;
+pub mod logs;
 mod producer;
 mod topics;
 pub mod trace;
 
 pub use consumer::{consumer, OffsetLookup, StageConsumer, StageConsumerContext};
+pub use logs::LogContext;
 pub use producer::{Delivery, Producer};
 pub use topics::{ensure_topics, TopicSpec, Topics};
 

@@ -60,6 +60,7 @@ use crate::kafka::{self, Producer, Topics};
 use crate::observe;
 use crate::runtime::offsets::{self, PgOffsets, Positions};
 use crate::runtime::{RunCtx, StageName};
+use crate::telemetry::outage;
 
 /// Builds the ML client from the configuration (shared with `crmflow embed backfill`).
 pub fn ml_client(cfg: &Config) -> Result<EmbeddingClient> {
@@ -572,7 +573,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "kafka consume error");
+                    crate::kafka::logs::consume_error("embed", &error);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(Some(polled)) if polled.generation < generation => {
@@ -749,10 +750,13 @@ async fn load_with_retry(pool: &Pool, model: &str, keys: &[&Key]) -> Result<Hash
         }
         .await;
         match res {
-            Ok(m) => return Ok(m),
+            Ok(m) => {
+                outage::postgres().ok();
+                return Ok(m);
+            }
             Err(error) if error.is_retriable() => {
                 let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                tracing::warn!(%error, attempt, "loading stored hashes failed, retrying");
+                outage::retrying("embed", "loading stored hashes", &error, attempt);
                 observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
@@ -848,6 +852,7 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
     loop {
         match write_once(w, epoch, embedded).await {
             Ok(outcome) => {
+                outage::postgres().ok();
                 if let Outcome::Written { written, removed } = &outcome {
                     report(embedded, written, removed, &reasons, started.elapsed());
                     let s = &w.stats;
@@ -870,7 +875,7 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
             }
             Err(error) if error.is_retriable() && !w.shutdown.is_cancelled() => {
                 let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "embed write failed, retrying");
+                outage::retrying("embed", "embed write", &error, attempt);
                 observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
                 attempt += 1;

@@ -82,6 +82,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
                 }
             }
             Ok(n) => {
+                crate::telemetry::outage::postgres().ok();
                 attempt = 0;
                 total += n as u64;
                 crate::observe::records_in("match", n as u64);
@@ -90,7 +91,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             }
             Err(error) if error.is_retriable() => {
                 let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                tracing::warn!(%error, attempt, "match step failed, retrying");
+                crate::telemetry::outage::retrying("match", "match step", &error, attempt);
                 crate::observe::retry("match", "postgres", &error);
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Ok(()),

@@ -241,7 +241,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
         };
         let idle = matches!(received, Ok(0));
         if let Err(error) = received {
-            tracing::warn!(%error, "kafka consume error");
+            crate::kafka::logs::consume_error(STAGE, &error);
         }
         // The batch in runs of one generation: messages fetched before a rebalance or seek are
         // handled (or dropped as stale) before anything of the next generation.
@@ -273,7 +273,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
                 }
                 Ok(_stale) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "kafka consume error");
+                    crate::kafka::logs::consume_error(STAGE, &error);
                 }
             }
         }

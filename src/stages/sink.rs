@@ -32,6 +32,7 @@ use crate::observe;
 use crate::runtime::offsets::{self, PgOffsets, Positions};
 use crate::runtime::{RunCtx, StageName};
 use crate::store::{self, StoreError};
+use crate::telemetry::outage;
 
 /// One input message, owned (the consumer's borrowed message cannot outlive `recv`).
 pub(crate) struct Input {
@@ -213,7 +214,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             match next {
                 Ok(None) => break,
                 Err(error) => {
-                    tracing::warn!(%error, "kafka consume error");
+                    crate::kafka::logs::consume_error("sink", &error);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(Some(polled)) => {
@@ -348,7 +349,7 @@ fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
             match res {
                 Err(error) if error.is_retriable() && !job.shutdown.is_cancelled() => {
                     let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                    tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "sink write failed, retrying");
+                    outage::retrying("sink", "sink write", &error, attempt);
                     observe::retry("sink", "postgres", &error);
                     tokio::select! {
                         _ = job.shutdown.cancelled() => return (batch, Ok(WriteOutcome::Abandoned)),
@@ -356,7 +357,12 @@ fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
                     }
                     attempt += 1;
                 }
-                other => return (batch, other),
+                other => {
+                    if other.is_ok() {
+                        outage::postgres().ok();
+                    }
+                    return (batch, other);
+                }
             }
         }
     })
