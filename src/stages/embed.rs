@@ -138,6 +138,9 @@ struct Gather {
     undecodable: Vec<(Input, String)>,
     next: Positions,
     messages: usize,
+    /// Messages per input partition, so a batch dealt to several writers counts each message
+    /// once (in the part of its partition).
+    by_partition: HashMap<i32, usize>,
     started: Option<tokio::time::Instant>,
 }
 
@@ -148,6 +151,7 @@ impl Gather {
             undecodable: Vec::new(),
             next: Positions::new(),
             messages: 0,
+            by_partition: HashMap::new(),
             started: None,
         }
     }
@@ -155,6 +159,7 @@ impl Gather {
     fn add(&mut self, input: Input, topics: &InputTopics, templates: &Templates, model: &str) {
         self.started.get_or_insert_with(tokio::time::Instant::now);
         self.messages += 1;
+        *self.by_partition.entry(input.partition).or_default() += 1;
         self.next
             .insert((input.topic.clone(), input.partition), input.offset + 1);
         let decoded = if input.topic == topics.candidate {
@@ -238,6 +243,8 @@ struct Prepared {
     skipped: Vec<(Key, State, i32)>,
     next: Positions,
     messages: usize,
+    /// Messages per input partition (their sum is `messages`).
+    by_partition: HashMap<i32, usize>,
 }
 
 /// A batch with its ML answers.
@@ -378,6 +385,7 @@ fn split(embedded: Embedded, writers: usize) -> Vec<(usize, Embedded)> {
                 skipped: Vec::new(),
                 next: Positions::new(),
                 messages: 0,
+                by_partition: HashMap::new(),
             },
             vectors: Vec::new(),
         })
@@ -402,15 +410,17 @@ fn split(embedded: Embedded, writers: usize) -> Vec<(usize, Embedded)> {
             .next
             .insert((topic, partition), offset);
     }
-    let messages = p.messages;
+    // Each part counts its own partitions' messages: the batch's inputs are counted once in
+    // all (they were counted once per writer, which made `records_in` of embed twice its input).
+    for (partition, n) in p.by_partition {
+        let part = &mut parts[lane(partition)].prepared;
+        part.messages += n;
+        part.by_partition.insert(partition, n);
+    }
     parts
         .into_iter()
         .enumerate()
         .filter(|(_, part)| !part.prepared.next.is_empty())
-        .map(|(lane, mut part)| {
-            part.prepared.messages = messages;
-            (lane, part)
-        })
         .collect()
 }
 
@@ -679,6 +689,7 @@ async fn prepare(
         skipped: Vec::new(),
         next: batch.next,
         messages: batch.messages,
+        by_partition: batch.by_partition,
     };
     for (input, reason) in batch.undecodable {
         p.dead.push((input, "decode", "canonical.decode", reason));
@@ -1028,6 +1039,9 @@ mod tests {
             .into_iter()
             .collect(),
             messages: 7,
+            by_partition: [(0, 2), (1, 1), (2, 2), (3, 1), (5, 1)]
+                .into_iter()
+                .collect(),
         };
         let vectors = vec![Ok(vec![0.0]), Ok(vec![1.0]), Ok(vec![2.0])];
         let parts = split(Embedded { prepared, vectors }, 2);
@@ -1065,6 +1079,8 @@ mod tests {
         assert_eq!(parts_of(even), [0, 2]);
         assert_eq!(parts_of(odd), [1, 3, 5]);
         assert!(parts.iter().all(|(_, e)| e.prepared.seq == 7));
+        // Every input message is counted once, in the part of its partition.
+        assert_eq!((even.prepared.messages, odd.prepared.messages), (4, 3));
 
         // A writer whose partitions had no message gets no part.
         let only_even = Prepared {
@@ -1076,6 +1092,7 @@ mod tests {
             skipped: vec![(key("f"), State::ABSENT, 4)],
             next: [((t, 4), 5)].into_iter().collect(),
             messages: 1,
+            by_partition: [(4, 1)].into_iter().collect(),
         };
         let parts = split(
             Embedded {
