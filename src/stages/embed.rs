@@ -56,11 +56,13 @@ use crate::codec;
 use crate::config::{Config, MlProtocol};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
+use crate::kafka::trace;
 use crate::kafka::{self, Producer, Topics};
 use crate::observe;
 use crate::runtime::offsets::{self, PgOffsets, Positions};
 use crate::runtime::{RunCtx, StageName};
 use crate::telemetry::outage;
+use tracing::Instrument;
 
 /// Builds the ML client from the configuration (shared with `crmflow embed backfill`).
 pub fn ml_client(cfg: &Config) -> Result<EmbeddingClient> {
@@ -130,6 +132,19 @@ struct Rec {
     version: i64,
     action: Action,
     input: Input,
+    /// The record's span in its own trace, when it is sampled (lives until its write).
+    span: Option<tracing::Span>,
+}
+
+impl Rec {
+    /// The `traceparent` stored with the vector and the match-queue entry: the record span's
+    /// context when sampled (the match span hangs under it), else the incoming header.
+    fn traceparent(&self) -> Option<String> {
+        match &self.span {
+            Some(span) => Some(trace::downstream(Some(span), self.input.trace).to_header()),
+            None => self.input.trace.map(|t| t.to_header()),
+        }
+    }
 }
 
 /// A batch being gathered.
@@ -211,6 +226,7 @@ impl Gather {
                             version,
                             action,
                             input,
+                            span: None,
                         },
                     );
                 }
@@ -514,14 +530,39 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             let prepared = prepare(batch, seq, &cache, &mut pending, &pool, &model).await?;
             let client = client.clone();
             let shutdown = ctx.shutdown.clone();
-            inflight.push_back(AbortOnDropHandle::new(tokio::spawn(async move {
-                let vectors = if prepared.texts.is_empty() {
-                    Vec::new()
-                } else {
-                    embed_until_done(&client, &prepared.texts, &shutdown).await?
-                };
-                Ok(Embedded { prepared, vectors })
-            })));
+            // The ML request of a batch: its HTTP client spans sit under an `embed` span linked
+            // to the batch's sampled records.
+            let ml_span = if trace::exporting() && !prepared.texts.is_empty() {
+                let span = tracing::info_span!(
+                    "batch",
+                    otel.name = "embed ml",
+                    otel.kind = "internal",
+                    crmflow.stage = "embed",
+                    crmflow.ml.inputs = prepared.texts.len() as i64,
+                );
+                trace::link_sampled(
+                    &span,
+                    prepared
+                        .embed
+                        .iter()
+                        .filter(|(r, _)| r.span.is_some())
+                        .filter_map(|(r, _)| r.input.trace.as_ref()),
+                );
+                span
+            } else {
+                tracing::Span::none()
+            };
+            inflight.push_back(AbortOnDropHandle::new(tokio::spawn(
+                async move {
+                    let vectors = if prepared.texts.is_empty() {
+                        Vec::new()
+                    } else {
+                        embed_until_done(&client, &prepared.texts, &shutdown).await?
+                    };
+                    Ok(Embedded { prepared, vectors })
+                }
+                .instrument(ml_span),
+            )));
             continue;
         }
 
@@ -694,9 +735,34 @@ async fn prepare(
     for (input, reason) in batch.undecodable {
         p.dead.push((input, "decode", "canonical.decode", reason));
     }
-    for (key, rec) in batch.recs {
+    for (key, mut rec) in batch.recs {
         let expected = &known[&key];
+        rec.span = trace::record_span(rec.input.trace.as_ref(), || {
+            tracing::info_span!(
+                "record",
+                otel.name = "embed",
+                otel.kind = "consumer",
+                crmflow.stage = "embed",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = rec.input.topic.as_str(),
+                messaging.destination.partition.id = rec.input.partition,
+                messaging.kafka.offset = rec.input.offset,
+                crmflow.embed.outcome = tracing::field::Empty,
+                crmflow.embed.content_hash = tracing::field::Empty,
+                crmflow.embed.model = model,
+            )
+        });
+        let outcome = |rec: &Rec, what: &'static str| {
+            if let Some(span) = &rec.span {
+                span.record("crmflow.embed.outcome", what);
+                if let Action::Embed { hash, .. } = &rec.action {
+                    span.record("crmflow.embed.content_hash", &**hash);
+                }
+            }
+        };
         if rec.version < expected.version {
+            outcome(&rec, "skipped: older than stored");
             // Older than what is (or will be) stored: the version guard would refuse it anyway.
             let partition = rec.input.partition;
             p.skipped.push((key, expected.clone(), partition));
@@ -704,6 +770,7 @@ async fn prepare(
         }
         match &rec.action {
             Action::Delete => {
+                outcome(&rec, "delete");
                 pending.insert(
                     key,
                     (
@@ -717,11 +784,13 @@ async fn prepare(
                 p.deletes.push(rec);
             }
             Action::Embed { text, .. } if text.is_empty() => {
+                outcome(&rec, "rejected: embed.empty_text");
                 let reason = "the record's template renders an empty text".to_owned();
                 p.dead
                     .push((rec.input, "embed", "embed.empty_text", reason));
             }
             Action::Embed { hash, .. } if expected.hash.as_ref() == Some(hash) => {
+                outcome(&rec, "skipped: content hash unchanged, no ML call");
                 let state = State {
                     version: rec.version,
                     hash: Some(hash.clone()),
@@ -730,6 +799,7 @@ async fn prepare(
                 p.skipped.push((key, state, rec.input.partition));
             }
             Action::Embed { hash, .. } => {
+                outcome(&rec, "embedded");
                 let hash = hash.clone();
                 pending.insert(
                     key,
@@ -928,6 +998,29 @@ fn report(
 
 async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> {
     let p = &embedded.prepared;
+    let batch_span = trace::batch_span("embed", "process", "canonical", p.messages);
+    trace::record_offsets(
+        &batch_span,
+        p.embed
+            .iter()
+            .map(|(r, _)| &r.input)
+            .chain(p.deletes.iter().map(|r| &r.input))
+            .map(|i| (i.partition, i.offset)),
+    );
+    trace::link_sampled(
+        &batch_span,
+        p.embed
+            .iter()
+            .map(|(r, _)| r)
+            .chain(&p.deletes)
+            .filter(|r| r.span.is_some())
+            .filter_map(|r| r.input.trace.as_ref()),
+    );
+    let db_span = trace::db_span("COPY+UPSERT", "embeddings", p.embed.len() + p.deletes.len());
+    if let Some(tp) = trace::TraceParent::of_span(&batch_span) {
+        tp.set_as_parent_of(&db_span);
+    }
+    let (_batch_span, _db_span) = (batch_span, db_span);
     let mut client = w.pool.get().await?;
     let tx = client.transaction().await?;
     if offsets::epoch_for_share(&tx, &w.group).await? != epoch {
@@ -943,6 +1036,7 @@ async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outco
                 hash,
                 version: rec.version,
                 vector: v.clone(),
+                traceparent: rec.traceparent(),
             })
         })
         .collect();
@@ -1012,6 +1106,7 @@ mod tests {
                 }
             },
             input: input(partition, offset),
+            span: None,
         }
     }
 
