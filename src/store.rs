@@ -28,6 +28,10 @@ pub enum StoreError {
     Migrate(#[from] refinery::Error),
     #[error("invalid schema name {0:?}: use letters, digits and underscores")]
     SchemaName(String),
+    #[error(
+        "schema {0:?} has no crmflow tables yet: run `crmflow migrate` (or `crmflow run`) first"
+    )]
+    NotMigrated(String),
 }
 
 impl StoreError {
@@ -98,6 +102,26 @@ pub async fn connect(cfg: &Config) -> Result<tokio_postgres::Client, StoreError>
         }
     });
     Ok(client)
+}
+
+/// For read-only commands, which never migrate: an error naming the schema when crmflow's
+/// tables are not there (nothing was ever run against it).
+pub async fn require_schema(
+    client: &impl deadpool_postgres::GenericClient,
+    schema: &str,
+) -> Result<(), StoreError> {
+    let ok: bool = client
+        .query_one(
+            "SELECT to_regclass(format('%I.crmflow_schema_history', $1::text)) IS NOT NULL",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::NotMigrated(schema.to_owned()))
+    }
 }
 
 /// The migrations that were applied by this call (empty when the schema was up to date).
