@@ -13,3 +13,4 @@ mod foundation;
 mod ingest;
 mod operate;
 mod stages;
+mod traces;
