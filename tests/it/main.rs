@@ -11,6 +11,7 @@ mod embed;
 mod fixtures;
 mod foundation;
 mod ingest;
+mod lineage;
 mod operate;
 mod stages;
 mod traces;
