@@ -260,6 +260,20 @@ async fn sampled_record_is_traced_through_every_stage_and_counters_add_up() {
         "ML requests are HTTP client spans"
     );
 
+    let crm_requests: Vec<&Span> = spans
+        .iter()
+        .filter(|s| attr_str(s, "url.full").is_some_and(|u| u.contains("/rest-services/")))
+        .collect();
+    assert!(
+        !crm_requests.is_empty(),
+        "CRM requests are HTTP client spans"
+    );
+    for s in &crm_requests {
+        let url = attr_str(s, "url.full").unwrap();
+        assert!(url.contains("{corpToken}") && !url.contains('?'), "{url}");
+        assert!(attr_str(s, "http.response.status_code").is_some(), "{url}");
+    }
+
     // --- Counters add up -------------------------------------------------------------------
     let client = crmflow::store::connect(&cfg).await.unwrap();
     let counts: HashMap<String, (i64, i64, i64)> = client
