@@ -38,7 +38,10 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         // librdkafka's own logs are routed through `log`, which is noisy at info.
         Err(_) => EnvFilter::try_new(&cfg.log_level)
             .unwrap_or_else(|_| EnvFilter::new("info"))
-            .add_directive("rdkafka=warn".parse()?),
+            .add_directive("rdkafka=warn".parse()?)
+            // deadpool warns once per pooled connection when Postgres goes away; the outage
+            // tracker already says so in one line.
+            .add_directive("deadpool=error".parse()?),
     };
     let fmt = match cfg.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()

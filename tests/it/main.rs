@@ -13,5 +13,6 @@ mod foundation;
 mod ingest;
 mod lineage;
 mod operate;
+mod outage;
 mod stages;
 mod traces;
