@@ -84,9 +84,10 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         None => (None, None),
     };
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
+        // The log level filters log lines only: spans reach the exporter whatever it is (with
+        // RUST_LOG=warn every info span, so every trace, was dropped before the exporter).
+        .with(fmt.with_filter(filter))
+        .with(otel.map(|o| o.with_filter(tracing_subscriber::filter::LevelFilter::INFO)))
         .try_init()?;
     Ok(TelemetryGuard { provider })
 }

@@ -110,6 +110,8 @@ async fn sampled_record_is_traced_through_every_stage_and_counters_add_up() {
         .env("CRMFLOW_EMBED__BATCH_SIZE", "20")
         .env("CRMFLOW_EMBED__LINGER_MS", "50")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        // The log level must not filter spans out of the export.
+        .env("RUST_LOG", "warn")
         // The standard variables win over telemetry.sample_ratio (set to 0 here).
         .env("CRMFLOW_TELEMETRY__SAMPLE_RATIO", "0")
         .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
