@@ -77,7 +77,7 @@ async fn main() {
         );
         let value = crmflow::codec::change_event().encode(&ev).unwrap();
         bytes += value.len();
-        let h = trace::inject(OwnedHeaders::new(), &trace::TraceParent::current_or_new());
+        let h = trace::inject(OwnedHeaders::new(), &common::backlog_traceparent());
         acks.push(
             producer
                 .send(
@@ -104,7 +104,23 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    let (took, hwm) = common::run_stage_process(&cfg, "normalize");
+    let (took, hwm) = {
+        let otlp = match common::trace_ratio() {
+            Some(_) => Some(common::start_receiver().await),
+            None => None,
+        };
+        let out = tokio::task::block_in_place(|| {
+            common::run_stage_process_traced(&cfg, "normalize", otlp.as_deref())
+        });
+        match common::trace_ratio() {
+            Some(r) => println!(
+                "tracing on: sample ratio {r}, {} spans received",
+                common::SPANS_RECEIVED.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            None => println!("tracing off"),
+        }
+        out
+    };
     let secs = took.as_secs_f64();
     println!(
         "normalize stage: {events} events in {secs:.1}s = {:.0} events/s (a fresh process: start-up, group join and one-shot exit included)",

@@ -161,7 +161,7 @@ async fn main() {
         let c = candidate(i);
         let bytes = crmflow::codec::candidate().encode(&c).unwrap();
         bytes_total += bytes.len();
-        let h = trace::inject(OwnedHeaders::new(), &trace::TraceParent::current_or_new());
+        let h = trace::inject(OwnedHeaders::new(), &common::backlog_traceparent());
         acks.push(
             producer
                 .send(&topic, format!("bullhorn:{i}").as_bytes(), &bytes, h)
@@ -198,7 +198,23 @@ async fn main() {
 
     // The sink, as its own process (`crmflow run --stages sink --until-caught-up`), so its peak
     // RSS is the stage's alone; sampled from /proc while it runs.
-    let (took, sink_hwm_kib) = common::run_stage_process(&cfg, "sink");
+    let (took, sink_hwm_kib) = {
+        let otlp = match common::trace_ratio() {
+            Some(_) => Some(common::start_receiver().await),
+            None => None,
+        };
+        let out = tokio::task::block_in_place(|| {
+            common::run_stage_process_traced(&cfg, "sink", otlp.as_deref())
+        });
+        match common::trace_ratio() {
+            Some(r) => println!(
+                "tracing on: sample ratio {r}, {} spans received",
+                common::SPANS_RECEIVED.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+            None => println!("tracing off"),
+        }
+        out
+    };
     let sink_secs = took.as_secs_f64();
     let client = crmflow::store::connect(&cfg).await.unwrap();
     let written: i64 = client

@@ -1,8 +1,11 @@
 //! Avro codec for every value crmflow puts on Kafka.
 //!
 //! Values use the Avro specification's *single-object encoding*: the two bytes `C3 01`, the
-//! 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's canonical form,
-//! then the Avro binary datum. Any Avro library can decode them with the files in `schemas/`.
+//! 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical
+//! Form ([`pcf`]), then the Avro binary datum. Any Avro library can decode them with the files in
+//! `schemas/`. Until November 2026 crmflow wrote the apache-avro crate's fingerprint instead,
+//! which keeps `logicalType` in the canonical form (so differs for `ChangeEvent`); messages with
+//! those *legacy* fingerprints are still read.
 //!
 //! A [`Codec`] writes with the current schema and reads with any schema version it knows
 //! (the current one plus those under `schemas/history/`), resolving old data into the current
@@ -11,6 +14,8 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
+
+pub mod pcf;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
@@ -36,6 +41,8 @@ pub enum CodecError {
     Malformed { schema: String, reason: String },
     #[error("cannot encode {schema}: {reason}")]
     Encode { schema: String, reason: String },
+    #[error("invalid schema: {0}")]
+    Schema(String),
 }
 
 /// Reads one Avro binary datum (no header) into `T`, or says why not.
@@ -46,36 +53,49 @@ pub struct Codec<T> {
     name: String,
     current: Schema,
     fingerprint: [u8; 8],
-    /// Every schema version we can read, by fingerprint (the current one included).
-    writers: HashMap<[u8; 8], Schema>,
+    /// Every schema version we can read, by fingerprint (the current one included, under both
+    /// its spec fingerprint and its legacy one), and whether it is the current schema.
+    writers: HashMap<[u8; 8], (Schema, bool)>,
     /// A reader of the current schema's binary datum straight into `T`, skipping apache_avro's
     /// generic `Value` tree (see [`read_change_event`]); older versions still go through it.
     direct: Option<DirectReader<T>>,
     _t: PhantomData<fn() -> T>,
 }
 
-fn fingerprint(schema: &Schema) -> [u8; 8] {
+/// The fingerprint crmflow wrote before it followed the spec: apache-avro's Rabin over its own
+/// canonical form (which keeps `logicalType`). Only read, never written.
+fn legacy_fingerprint(schema: &Schema) -> [u8; 8] {
     let fp = schema.fingerprint::<Rabin>();
     let mut out = [0u8; 8];
     out.copy_from_slice(&fp.bytes[..8]);
     out
 }
 
+/// Parses a schema text and computes its spec fingerprint.
+fn parse(text: &str) -> Result<(Schema, [u8; 8]), CodecError> {
+    let bad = |reason: String| CodecError::Schema(reason);
+    let schema = Schema::parse_str(text).map_err(|e| bad(e.to_string()))?;
+    let fp = pcf::fingerprint(text).map_err(|e| bad(e.to_string()))?;
+    Ok((schema, fp))
+}
+
 impl<T: Serialize + DeserializeOwned> Codec<T> {
     /// Builds a codec from the current schema text and older versions' texts.
     ///
     /// Panics only on schema texts compiled into the binary, which tests cover.
-    pub fn new(name: &str, current: &str, history: &[&str]) -> Result<Self, apache_avro::Error> {
-        let current = Schema::parse_str(current)?;
+    pub fn new(name: &str, current: &str, history: &[&str]) -> Result<Self, CodecError> {
+        let (current, fingerprint) = parse(current)?;
         let mut writers = HashMap::new();
-        writers.insert(fingerprint(&current), current.clone());
         for old in history {
-            let s = Schema::parse_str(old)?;
-            writers.insert(fingerprint(&s), s);
+            let (s, fp) = parse(old)?;
+            writers.insert(legacy_fingerprint(&s), (s.clone(), false));
+            writers.insert(fp, (s, false));
         }
+        writers.insert(legacy_fingerprint(&current), (current.clone(), true));
+        writers.insert(fingerprint, (current.clone(), true));
         Ok(Self {
             name: name.to_owned(),
-            fingerprint: fingerprint(&current),
+            fingerprint,
             current,
             writers,
             direct: None,
@@ -123,7 +143,7 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
         }
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let writer = self
+        let (writer, is_current) = self
             .writers
             .get(&fp)
             .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fp)))?;
@@ -132,13 +152,13 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
             reason: e.to_string(),
         };
         let mut body = &bytes[HEADER_LEN..];
-        if let (Some(direct), true) = (self.direct, fp == self.fingerprint) {
+        if let (Some(direct), true) = (self.direct, *is_current) {
             return direct(body).map_err(|reason| CodecError::Malformed {
                 schema: self.name.clone(),
                 reason,
             });
         }
-        let reader = if fp == self.fingerprint {
+        let reader = if *is_current {
             None
         } else {
             Some(&self.current)
@@ -286,6 +306,12 @@ pub fn position() -> &'static Codec<Position> {
 mod tests {
     use super::*;
     use crate::model::{Address, Lineage, Op};
+
+    // apache-avro 0.20's Rabin fingerprints (what crmflow wrote before the fix). Candidate and
+    // Position have no logical types, so theirs equal the spec's.
+    const LEGACY_V1: &str = "d9608d3a68d8df15";
+    const LEGACY_CANDIDATE: &str = "cdde9e770948269d";
+    const LEGACY_POSITION: &str = "462cc42e211a7e6d";
     use apache_avro::types::Value;
 
     fn sample_event() -> ChangeEvent {
@@ -391,12 +417,107 @@ mod tests {
     fn header_fingerprint_is_the_spec_rabin_little_endian() {
         // The Avro spec's CRC-64-AVRO of the canonical form of `"int"` is 0x7275d51a3f395c8f;
         // single-object encoding writes it little-endian.
-        let s = Schema::parse_str(r#""int""#).unwrap();
         assert_eq!(
-            fingerprint(&s),
+            pcf::fingerprint(r#""int""#).unwrap(),
             0x7275_d51a_3f39_5c8f_u64.to_le_bytes(),
             "fingerprint bytes must be little-endian CRC-64-AVRO"
         );
+        // The value Java's SchemaNormalization.parsingFingerprint64 and fastavro give for
+        // change_event.avsc (its observed_at is a timestamp-millis).
+        assert_eq!(
+            hex::encode(change_event().fingerprint()),
+            "35cbf739b9506e3b"
+        );
+    }
+
+    /// Every schema file, checked against fastavro's canonical form and fingerprint
+    /// (tests/data/avro_fingerprints.json, made by scripts/avro-reference).
+    #[test]
+    fn every_schema_file_matches_the_reference_implementation() {
+        let reference: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/avro_fingerprints.json")).unwrap();
+        let files = [
+            ("schemas/change_event.avsc", schemas::CHANGE_EVENT),
+            (
+                "schemas/history/change_event.v1.avsc",
+                schemas::CHANGE_EVENT_V1,
+            ),
+            ("schemas/candidate.avsc", schemas::CANDIDATE),
+            ("schemas/position.avsc", schemas::POSITION),
+        ];
+        let listed = reference["schemas"].as_array().unwrap();
+        // A schema added to schemas/ must be added here (and to the reference file).
+        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"))
+            .unwrap()
+            .chain(
+                std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/history")).unwrap(),
+            )
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "avsc")
+            })
+            .count();
+        assert_eq!(listed.len(), on_disk, "reference file lists every schema");
+        assert_eq!(files.len(), on_disk, "this test checks every schema");
+        for (file, text) in files {
+            let r = listed
+                .iter()
+                .find(|r| r["file"] == file)
+                .unwrap_or_else(|| panic!("{file} missing from the reference file"));
+            assert_eq!(
+                pcf::canonical_form(text).unwrap(),
+                r["canonical_form"].as_str().unwrap(),
+                "{file}"
+            );
+            assert_eq!(
+                hex::encode(pcf::fingerprint(text).unwrap()),
+                r["fingerprint"].as_str().unwrap(),
+                "{file}"
+            );
+        }
+        assert_eq!(
+            hex::encode(candidate().fingerprint()),
+            listed
+                .iter()
+                .find(|r| r["file"] == "schemas/candidate.avsc")
+                .unwrap()["fingerprint"]
+                .as_str()
+                .unwrap()
+        );
+    }
+
+    /// Messages written before the fix carry apache-avro's fingerprint; they stay readable.
+    #[test]
+    fn messages_with_the_legacy_fingerprint_are_read() {
+        let legacy = [
+            (
+                "schemas/change_event.avsc",
+                schemas::CHANGE_EVENT,
+                "51d3abc50fdbe1ac",
+            ),
+            (
+                "schemas/history/change_event.v1.avsc",
+                schemas::CHANGE_EVENT_V1,
+                LEGACY_V1,
+            ),
+            (
+                "schemas/candidate.avsc",
+                schemas::CANDIDATE,
+                LEGACY_CANDIDATE,
+            ),
+            ("schemas/position.avsc", schemas::POSITION, LEGACY_POSITION),
+        ];
+        for (file, text, want) in legacy {
+            let s = Schema::parse_str(text).unwrap();
+            assert_eq!(hex::encode(legacy_fingerprint(&s)), want, "{file}");
+        }
+        let ev = sample_event();
+        let mut bytes = change_event().encode(&ev).unwrap();
+        bytes[2..HEADER_LEN].copy_from_slice(&hex::decode("51d3abc50fdbe1ac").unwrap());
+        assert_eq!(change_event().decode(&bytes).unwrap(), ev);
     }
 
     #[test]
@@ -471,17 +592,21 @@ mod tests {
             ("observed_at".into(), Value::TimestampMillis(20)),
             ("record".into(), Value::String("{}".into())),
         ]);
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&fingerprint(&v1));
-        bytes.extend(apache_avro::to_avro_datum(&v1, value).unwrap());
-        assert_ne!(fingerprint(&v1), change_event().fingerprint());
-
-        let ev = change_event().decode(&bytes).unwrap();
-        assert_eq!(ev.op, Op::Delete);
-        assert_eq!(ev.record_id, "5");
-        assert_eq!(ev.source_version, 10);
-        assert!(ev.changed_fields.is_empty(), "new field takes its default");
-        assert_eq!(ev.source_mode, "poll");
+        let datum = apache_avro::to_avro_datum(&v1, value).unwrap();
+        let v1_fp = pcf::fingerprint(schemas::CHANGE_EVENT_V1).unwrap();
+        assert_ne!(v1_fp, change_event().fingerprint());
+        // Written with the spec fingerprint, and with the legacy one of older crmflow versions.
+        for fp in [v1_fp, legacy_fingerprint(&v1)] {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&fp);
+            bytes.extend_from_slice(&datum);
+            let ev = change_event().decode(&bytes).unwrap();
+            assert_eq!(ev.op, Op::Delete);
+            assert_eq!(ev.record_id, "5");
+            assert_eq!(ev.source_version, 10);
+            assert!(ev.changed_fields.is_empty(), "new field takes its default");
+            assert_eq!(ev.source_mode, "poll");
+        }
     }
 
     #[test]

@@ -894,6 +894,14 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// Env: `OTEL_SERVICE_NAME`.
     pub service_name: String,
+    /// Share of CRM changes (0.0–1.0) whose journey is traced record by record (decided once
+    /// at the source, carried in the `traceparent` flags). The standard
+    /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` win when set. Batch spans are always
+    /// exported while `otlp_endpoint` is set.
+    pub sample_ratio: f64,
+    /// A trace viewer URL with `{trace_id}` in it (Jaeger: `http://localhost:16686/trace/{trace_id}`);
+    /// `crmflow lineage` prints the record's trace link with it.
+    pub trace_ui_url: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -903,6 +911,8 @@ impl Default for TelemetryConfig {
             log_level: "info".into(),
             otlp_endpoint: None,
             service_name: "crmflow".into(),
+            sample_ratio: 0.01,
+            trace_ui_url: None,
         }
     }
 }

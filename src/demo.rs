@@ -401,9 +401,10 @@ async fn check_services(cfg: &Config) -> Result<()> {
             cfg.postgres.host, cfg.postgres.port
         )));
     }
-    let client: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(&cfg.kafka)
-        .set("client.id", "crmflow-demo-check")
-        .create()?;
+    let client: rdkafka::consumer::BaseConsumer<crate::kafka::LogContext> =
+        crate::kafka::client_config(&cfg.kafka)
+            .set("client.id", "crmflow-demo-check")
+            .create_with_context(crate::kafka::LogContext)?;
     if let Err(e) = kafka_reachable(Arc::new(client)).await {
         return Err(Error::Other(format!(
             "Kafka at {} does not answer ({e}); {hint}",

@@ -21,6 +21,7 @@
 //! - [`observe`]: metrics, `/healthz` and `/readyz`, heartbeats, progress display.
 //! - [`status`]: lag, sources and dead letters as `crmflow status` shows them.
 //! - [`demo`]: `crmflow demo`, the whole pipeline with both simulators in process.
+//! - [`lineage`]: `crmflow lineage`, where a row came from, read from what is stored.
 
 pub mod codec;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod dlq;
 pub mod error;
 pub mod ingress;
 pub mod kafka;
+pub mod lineage;
 pub mod model;
 pub mod observe;
 pub mod operators;

@@ -74,6 +74,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Where a record came from: CRM version, raw and canonical offsets, the row, dead
+    /// letters, vectors and matches, and its trace (read-only).
+    Lineage {
+        /// `<crm>:<entity>:<id>`, e.g. `bullhorn:candidate:4711` (entity: candidate or
+        /// position, or the CRM's name such as JobOrder).
+        record: crmflow::lineage::RecordRef,
+        /// Print the journey as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// The whole pipeline on the local Kafka and PostgreSQL, with the Bullhorn and ML
     /// simulators in this process: live progress, then a summary read back from Postgres.
     Demo(crmflow::demo::DemoArgs),
@@ -194,6 +204,19 @@ async fn main() -> std::process::ExitCode {
     if matches!(cli.command, Command::Demo(_)) {
         crmflow::demo::quiet_logs(&mut cfg.telemetry);
     }
+    // Read-only commands print their answer, not library chatter (warnings still show).
+    let read_only = matches!(
+        cli.command,
+        Command::Status { .. }
+            | Command::Lineage { .. }
+            | Command::Config { .. }
+            | Command::Dlq {
+                command: DlqCommand::List { .. } | DlqCommand::Show { .. }
+            }
+    );
+    if read_only && std::env::var_os("RUST_LOG").is_none() {
+        cfg.telemetry.log_level = "warn".to_owned();
+    }
     let _telemetry = match crmflow::telemetry::init(&cfg.telemetry) {
         Ok(g) => g,
         Err(e) => {
@@ -252,6 +275,16 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => dlq(command, cfg).await?,
+        Command::Lineage { record, json } => {
+            let journey = crmflow::lineage::read(&cfg, &record)
+                .await
+                .context("lineage")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&journey)?);
+            } else {
+                print!("{}", crmflow::lineage::render(&journey));
+            }
+        }
         Command::Status { json } => {
             let status = crmflow::status::read(&cfg).await.context("status")?;
             if json {

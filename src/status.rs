@@ -185,10 +185,12 @@ pub struct Status {
 const ALIVE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Reads the status of the deployment `cfg` points at.
+///
+/// Read-only: it never migrates. A schema without crmflow's tables is an error that says so.
 pub async fn read(cfg: &Config) -> Result<Status> {
-    crate::store::migrate(cfg).await?;
     let pool = crate::store::pool(cfg)?;
     let client = pool.get().await?;
+    crate::store::require_schema(&client, &cfg.postgres.schema).await?;
     let mut probe = LagProbe::new(cfg)?;
     let now = Utc::now();
 

@@ -39,6 +39,10 @@ pub enum StoreError {
     /// TLS settings that cannot be used (a file that cannot be read, verify-* without a CA).
     #[error("postgres TLS: {0}")]
     Tls(#[from] tls::TlsSetupError),
+    #[error(
+        "schema {0:?} has no crmflow tables yet: run `crmflow migrate` (or `crmflow run`) first"
+    )]
+    NotMigrated(String),
 }
 
 impl StoreError {
@@ -187,6 +191,26 @@ pub async fn connect_with_driver(
     cfg: &Config,
 ) -> Result<(tokio_postgres::Client, JoinHandle<()>), StoreError> {
     Ok(PgConnect::new(cfg)?.connect(&cfg.pg_config()).await?)
+}
+
+/// For read-only commands, which never migrate: an error naming the schema when crmflow's
+/// tables are not there (nothing was ever run against it).
+pub async fn require_schema(
+    client: &impl deadpool_postgres::GenericClient,
+    schema: &str,
+) -> Result<(), StoreError> {
+    let ok: bool = client
+        .query_one(
+            "SELECT to_regclass(format('%I.crmflow_schema_history', $1::text)) IS NOT NULL",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::NotMigrated(schema.to_owned()))
+    }
 }
 
 /// The migrations that were applied by this call (empty when the schema was up to date).

@@ -1,5 +1,8 @@
 //! Helpers shared by the benchmarks that run against the local services: a configuration
-//! isolated under a fresh topic prefix and Postgres schema, and the process's memory figures.
+//! isolated under a fresh topic prefix and Postgres schema, the process's memory figures, and
+//! the tracing mode (`BENCH_TRACE_RATIO`: unset = tracing off; `0.01`, `1`, ... = spans exported
+//! over OTLP/gRPC to a counting receiver started by the bench, with that share of the backlog's
+//! records sampled).
 
 use crmflow::config::Config;
 #[allow(unused_imports)]
@@ -55,12 +58,98 @@ pub fn isolated_config(bench: &str) -> Config {
     cfg
 }
 
+/// The share of records sampled, when the bench runs with tracing (`BENCH_TRACE_RATIO`).
+#[allow(dead_code)]
+pub fn trace_ratio() -> Option<f64> {
+    std::env::var("BENCH_TRACE_RATIO")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|r| r.clamp(0.0, 1.0))
+}
+
+/// The `traceparent` of one backlog record: a new trace, sampled with the bench's ratio, as a
+/// source would decide it.
+#[allow(dead_code)]
+pub fn backlog_traceparent() -> crmflow::kafka::trace::TraceParent {
+    let ratio = trace_ratio().unwrap_or(0.0);
+    crmflow::kafka::trace::TraceParent {
+        trace_id: rand::random(),
+        span_id: rand::random(),
+        sampled: ratio > 0.0 && rand::random::<f64>() < ratio,
+    }
+}
+
+/// Spans received by the bench's OTLP receiver.
+#[allow(dead_code)]
+pub static SPANS_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[derive(Clone, Copy)]
+struct Counting;
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Counting
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let n: usize = request
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        SPANS_RECEIVED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// Starts a counting OTLP/gRPC receiver on a free port (in the bench's runtime); its endpoint.
+#[allow(dead_code)]
+pub async fn start_receiver() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(Counting);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+            .expect("otlp receiver");
+    });
+    format!("http://{addr}")
+}
+
 /// Runs `crmflow run --stages <stage> --until-caught-up` as its own process in `cfg`'s
 /// namespace; returns the wall time and the process's peak RSS (KiB), sampled from /proc.
+/// `otlp`: export spans there (the tracing mode).
 #[allow(dead_code)]
 pub fn run_stage_process(cfg: &Config, stage: &str) -> (std::time::Duration, u64) {
+    run_stage_process_traced(cfg, stage, None)
+}
+
+/// [`run_stage_process`], exporting spans to `otlp` when given.
+#[allow(dead_code)]
+pub fn run_stage_process_traced(
+    cfg: &Config,
+    stage: &str,
+    otlp: Option<&str>,
+) -> (std::time::Duration, u64) {
     let t = std::time::Instant::now();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crmflow"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crmflow"));
+    if let Some(endpoint) = otlp {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+    }
+    let mut child = cmd
         .args(["run", "--stages", stage, "--until-caught-up"])
         .env("CRMFLOW_KAFKA__TOPIC_PREFIX", &cfg.kafka.topic_prefix)
         .env(

@@ -53,7 +53,14 @@ impl StageConsumerContext {
     }
 }
 
-impl ClientContext for StageConsumerContext {}
+impl ClientContext for StageConsumerContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        super::logs::log(level, fac, message)
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::logs::error(error, reason)
+    }
+}
 
 impl ConsumerContext for StageConsumerContext {
     fn rebalance(
@@ -128,7 +135,7 @@ pub struct StageConsumer {
     inner: Arc<BaseConsumer<StageConsumerContext>>,
     /// A second, group-less client for watermark and metadata queries: on the group consumer's
     /// connection they would queue behind fetch long-polls (up to 500 ms each).
-    watermarks: BaseConsumer,
+    watermarks: BaseConsumer<super::LogContext>,
     rx: mpsc::Receiver<KafkaResult<Polled>>,
     commands: std::sync::mpsc::Sender<Command>,
     stop: Arc<AtomicBool>,
@@ -144,7 +151,7 @@ impl std::ops::Deref for StageConsumer {
 
 impl StageConsumer {
     /// The client to ask for watermarks and metadata (see the field's note).
-    pub fn watermark_client(&self) -> &BaseConsumer {
+    pub fn watermark_client(&self) -> &BaseConsumer<super::LogContext> {
         &self.watermarks
     }
 
@@ -208,7 +215,21 @@ fn poll_loop(
     stop: Arc<AtomicBool>,
 ) {
     let mut held: Option<KafkaResult<Polled>> = None;
+    let mut last_probe = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
+        // While Kafka is considered away, ask for metadata every 2 s: an idle consumer gets no
+        // message to prove it is back.
+        if crate::telemetry::outage::kafka().is_down()
+            && last_probe.elapsed() >= Duration::from_secs(2)
+        {
+            last_probe = std::time::Instant::now();
+            if consumer
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()
+            {
+                crate::telemetry::outage::kafka().ok();
+            }
+        }
         while let Ok(Command::Seek(targets, reply)) = commands.try_recv() {
             let mut result = Ok(());
             for (topic, partition, offset) in targets {
@@ -235,6 +256,7 @@ fn poll_loop(
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => {
+                crate::telemetry::outage::kafka().ok();
                 let generation = consumer.context().generation();
                 held = Some(Ok(Polled {
                     msg: m.detach(),
@@ -295,9 +317,9 @@ pub fn consumer(
             .spawn(move || poll_loop(inner, tx, cmd_rx, stop))
             .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
     };
-    let watermarks: BaseConsumer = super::client_config(cfg)
+    let watermarks: BaseConsumer<super::LogContext> = super::client_config(cfg)
         .set("client.id", "crmflow-watermarks")
-        .create()?;
+        .create_with_context(super::LogContext)?;
     Ok(StageConsumer {
         inner,
         watermarks,

@@ -6,6 +6,7 @@
 
 mod consumer;
 mod preflight;
+pub mod logs;
 mod producer;
 mod security;
 mod topics;
@@ -13,6 +14,7 @@ pub mod trace;
 
 pub use consumer::{consumer, OffsetLookup, StageConsumer, StageConsumerContext};
 pub use preflight::check_connection;
+pub use logs::LogContext;
 pub use producer::{Delivery, Producer};
 pub use security::security_properties;
 pub use topics::{ensure_topics, TopicSpec, Topics};

@@ -16,7 +16,7 @@ use crate::config::KafkaConfig;
 /// An idempotent producer (cheap to clone).
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<super::LogContext>,
 }
 
 /// The outcome of one send: `(partition, offset)` once the broker acknowledged it.
@@ -25,7 +25,7 @@ pub type Delivery =
 
 impl Producer {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let inner: FutureProducer = super::client_config(cfg)
+        let inner: FutureProducer<super::LogContext> = super::client_config(cfg)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
@@ -37,7 +37,7 @@ impl Producer {
             // is invisible to the stage; a longer outage surfaces as a delivery error.
             .set("delivery.timeout.ms", "300000")
             .set("message.max.bytes", "10000000")
-            .create()?;
+            .create_with_context(super::LogContext)?;
         Ok(Self { inner })
     }
 
@@ -60,7 +60,10 @@ impl Producer {
                 Ok(fut) => {
                     return Ok(Box::pin(async move {
                         match fut.await {
-                            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                            Ok(Ok(d)) => {
+                                crate::telemetry::outage::kafka().ok();
+                                Ok((d.partition, d.offset))
+                            }
                             Ok(Err((e, _))) => Err(e),
                             Err(_canceled) => Err(KafkaError::Canceled),
                         }
@@ -97,7 +100,7 @@ impl Producer {
     }
 
     /// The underlying client, for metadata queries.
-    pub fn client(&self) -> &FutureProducer {
+    pub fn client(&self) -> &FutureProducer<super::LogContext> {
         &self.inner
     }
 }

@@ -20,7 +20,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Probe {
     cfg: Arc<Config>,
-    kafka: Arc<BaseConsumer>,
+    kafka: Arc<BaseConsumer<crate::kafka::LogContext>>,
 }
 
 /// What `/readyz` answers, as JSON.
@@ -49,9 +49,9 @@ pub async fn serve(cfg: Arc<Config>) -> Result<Option<std::net::SocketAddr>> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Other(e.to_string()))?;
-    let kafka: BaseConsumer = crate::kafka::client_config(&cfg.kafka)
+    let kafka: BaseConsumer<crate::kafka::LogContext> = crate::kafka::client_config(&cfg.kafka)
         .set("client.id", "crmflow-readyz")
-        .create()?;
+        .create_with_context(crate::kafka::LogContext)?;
     let probe = Arc::new(Probe {
         cfg,
         kafka: Arc::new(kafka),
@@ -112,7 +112,9 @@ pub async fn postgres_reachable(cfg: &Config) -> std::result::Result<(), String>
 
 /// Whether the Kafka cluster answers a metadata request within the probe timeout, through
 /// `client` (a group-less client).
-pub async fn kafka_reachable(client: Arc<BaseConsumer>) -> std::result::Result<(), String> {
+pub async fn kafka_reachable(
+    client: Arc<BaseConsumer<crate::kafka::LogContext>>,
+) -> std::result::Result<(), String> {
     match tokio::task::spawn_blocking(move || client.fetch_metadata(None, PROBE_TIMEOUT)).await {
         Ok(Ok(md)) if !md.brokers().is_empty() => Ok(()),
         Ok(Ok(_)) => Err("no brokers in metadata".to_owned()),

@@ -47,8 +47,16 @@ pub async fn run(
                 .ok();
         }
         if let Some(p) = probe.as_mut() {
-            if let Err(error) = refresh(&pool, p, &stages, &instance).await {
-                tracing::debug!(%error, "status refresh failed");
+            // The heartbeat is also the outage tracker's probe: an idle process learns here
+            // that Postgres went away or came back.
+            match refresh(&pool, p, &stages, &instance).await {
+                Ok(()) => crate::telemetry::outage::postgres().ok(),
+                Err(crate::error::Error::Store(e))
+                    if crate::telemetry::outage::postgres_unreachable(&e) =>
+                {
+                    crate::telemetry::outage::postgres().failed("heartbeat", &e)
+                }
+                Err(error) => tracing::debug!(%error, "status refresh failed"),
             }
         }
         tokio::select! {

@@ -79,8 +79,8 @@ pub struct PartitionLag {
 /// Lag of every partition of `topics` (blocking): high watermark minus the position that
 /// `positions` gives for it (none: the low watermark, i.e. nothing read yet). `positions` is
 /// asked once, with the partitions the metadata lists.
-pub fn partition_lags(
-    client: &BaseConsumer,
+pub fn partition_lags<C: ConsumerContext>(
+    client: &BaseConsumer<C>,
     topics: &[String],
     positions: impl FnOnce(&[(String, i32)]) -> Result<HashMap<(String, i32), i64>>,
 ) -> Result<Vec<PartitionLag>> {

@@ -110,7 +110,16 @@ impl Emitter {
             record.raw.get().to_owned(),
         );
         let payload = crate::codec::change_event().encode(&event)?;
-        let headers = inject(OwnedHeaders::new(), tp);
+        // Each change is its own trace, sampled here once (the page's context becomes a link).
+        let (tp, _spans) = crate::kafka::trace::source_change(
+            Some(tp),
+            self.crm,
+            &self.entity,
+            &event.record_id,
+            record.version,
+            &self.topic,
+        );
+        let headers = inject(OwnedHeaders::new(), &tp);
         let delivery = self
             .producer
             .send(&self.topic, event.record_id.as_bytes(), &payload, headers)

@@ -56,10 +56,13 @@ use crate::codec;
 use crate::config::{Config, MlProtocol};
 use crate::dlq::{self, DeadLetter};
 use crate::error::{Error, Result};
+use crate::kafka::trace;
 use crate::kafka::{self, Producer, Topics};
 use crate::observe;
 use crate::runtime::offsets::{self, PgOffsets, Positions};
 use crate::runtime::{RunCtx, StageName};
+use crate::telemetry::outage;
+use tracing::Instrument;
 
 /// Builds the ML client from the configuration (shared with `crmflow embed backfill`).
 pub fn ml_client(cfg: &Config) -> Result<EmbeddingClient> {
@@ -129,6 +132,19 @@ struct Rec {
     version: i64,
     action: Action,
     input: Input,
+    /// The record's span in its own trace, when it is sampled (lives until its write).
+    span: Option<tracing::Span>,
+}
+
+impl Rec {
+    /// The `traceparent` stored with the vector and the match-queue entry: the record span's
+    /// context when sampled (the match span hangs under it), else the incoming header.
+    fn traceparent(&self) -> Option<String> {
+        match &self.span {
+            Some(span) => Some(trace::downstream(Some(span), self.input.trace).to_header()),
+            None => self.input.trace.map(|t| t.to_header()),
+        }
+    }
 }
 
 /// A batch being gathered.
@@ -137,6 +153,9 @@ struct Gather {
     undecodable: Vec<(Input, String)>,
     next: Positions,
     messages: usize,
+    /// Messages per input partition, so a batch dealt to several writers counts each message
+    /// once (in the part of its partition).
+    by_partition: HashMap<i32, usize>,
     started: Option<tokio::time::Instant>,
 }
 
@@ -147,6 +166,7 @@ impl Gather {
             undecodable: Vec::new(),
             next: Positions::new(),
             messages: 0,
+            by_partition: HashMap::new(),
             started: None,
         }
     }
@@ -154,6 +174,7 @@ impl Gather {
     fn add(&mut self, input: Input, topics: &InputTopics, templates: &Templates, model: &str) {
         self.started.get_or_insert_with(tokio::time::Instant::now);
         self.messages += 1;
+        *self.by_partition.entry(input.partition).or_default() += 1;
         self.next
             .insert((input.topic.clone(), input.partition), input.offset + 1);
         let decoded = if input.topic == topics.candidate {
@@ -205,6 +226,7 @@ impl Gather {
                             version,
                             action,
                             input,
+                            span: None,
                         },
                     );
                 }
@@ -237,6 +259,8 @@ struct Prepared {
     skipped: Vec<(Key, State, i32)>,
     next: Positions,
     messages: usize,
+    /// Messages per input partition (their sum is `messages`).
+    by_partition: HashMap<i32, usize>,
 }
 
 /// A batch with its ML answers.
@@ -377,6 +401,7 @@ fn split(embedded: Embedded, writers: usize) -> Vec<(usize, Embedded)> {
                 skipped: Vec::new(),
                 next: Positions::new(),
                 messages: 0,
+                by_partition: HashMap::new(),
             },
             vectors: Vec::new(),
         })
@@ -401,15 +426,17 @@ fn split(embedded: Embedded, writers: usize) -> Vec<(usize, Embedded)> {
             .next
             .insert((topic, partition), offset);
     }
-    let messages = p.messages;
+    // Each part counts its own partitions' messages: the batch's inputs are counted once in
+    // all (they were counted once per writer, which made `records_in` of embed twice its input).
+    for (partition, n) in p.by_partition {
+        let part = &mut parts[lane(partition)].prepared;
+        part.messages += n;
+        part.by_partition.insert(partition, n);
+    }
     parts
         .into_iter()
         .enumerate()
         .filter(|(_, part)| !part.prepared.next.is_empty())
-        .map(|(lane, mut part)| {
-            part.prepared.messages = messages;
-            (lane, part)
-        })
         .collect()
 }
 
@@ -503,14 +530,39 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             let prepared = prepare(batch, seq, &cache, &mut pending, &pool, &model).await?;
             let client = client.clone();
             let shutdown = ctx.shutdown.clone();
-            inflight.push_back(AbortOnDropHandle::new(tokio::spawn(async move {
-                let vectors = if prepared.texts.is_empty() {
-                    Vec::new()
-                } else {
-                    embed_until_done(&client, &prepared.texts, &shutdown).await?
-                };
-                Ok(Embedded { prepared, vectors })
-            })));
+            // The ML request of a batch: its HTTP client spans sit under an `embed` span linked
+            // to the batch's sampled records.
+            let ml_span = if trace::exporting() && !prepared.texts.is_empty() {
+                let span = tracing::info_span!(
+                    "batch",
+                    otel.name = "embed ml",
+                    otel.kind = "internal",
+                    crmflow.stage = "embed",
+                    crmflow.ml.inputs = prepared.texts.len() as i64,
+                );
+                trace::link_sampled(
+                    &span,
+                    prepared
+                        .embed
+                        .iter()
+                        .filter(|(r, _)| r.span.is_some())
+                        .filter_map(|(r, _)| r.input.trace.as_ref()),
+                );
+                span
+            } else {
+                tracing::Span::none()
+            };
+            inflight.push_back(AbortOnDropHandle::new(tokio::spawn(
+                async move {
+                    let vectors = if prepared.texts.is_empty() {
+                        Vec::new()
+                    } else {
+                        embed_until_done(&client, &prepared.texts, &shutdown).await?
+                    };
+                    Ok(Embedded { prepared, vectors })
+                }
+                .instrument(ml_span),
+            )));
             continue;
         }
 
@@ -572,7 +624,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "kafka consume error");
+                    crate::kafka::logs::consume_error("embed", &error);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(Some(polled)) if polled.generation < generation => {
@@ -678,13 +730,39 @@ async fn prepare(
         skipped: Vec::new(),
         next: batch.next,
         messages: batch.messages,
+        by_partition: batch.by_partition,
     };
     for (input, reason) in batch.undecodable {
         p.dead.push((input, "decode", "canonical.decode", reason));
     }
-    for (key, rec) in batch.recs {
+    for (key, mut rec) in batch.recs {
         let expected = &known[&key];
+        rec.span = trace::record_span(rec.input.trace.as_ref(), || {
+            tracing::info_span!(
+                "record",
+                otel.name = "embed",
+                otel.kind = "consumer",
+                crmflow.stage = "embed",
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = rec.input.topic.as_str(),
+                messaging.destination.partition.id = rec.input.partition,
+                messaging.kafka.offset = rec.input.offset,
+                crmflow.embed.outcome = tracing::field::Empty,
+                crmflow.embed.content_hash = tracing::field::Empty,
+                crmflow.embed.model = model,
+            )
+        });
+        let outcome = |rec: &Rec, what: &'static str| {
+            if let Some(span) = &rec.span {
+                span.record("crmflow.embed.outcome", what);
+                if let Action::Embed { hash, .. } = &rec.action {
+                    span.record("crmflow.embed.content_hash", &**hash);
+                }
+            }
+        };
         if rec.version < expected.version {
+            outcome(&rec, "skipped: older than stored");
             // Older than what is (or will be) stored: the version guard would refuse it anyway.
             let partition = rec.input.partition;
             p.skipped.push((key, expected.clone(), partition));
@@ -692,6 +770,7 @@ async fn prepare(
         }
         match &rec.action {
             Action::Delete => {
+                outcome(&rec, "delete");
                 pending.insert(
                     key,
                     (
@@ -705,11 +784,13 @@ async fn prepare(
                 p.deletes.push(rec);
             }
             Action::Embed { text, .. } if text.is_empty() => {
+                outcome(&rec, "rejected: embed.empty_text");
                 let reason = "the record's template renders an empty text".to_owned();
                 p.dead
                     .push((rec.input, "embed", "embed.empty_text", reason));
             }
             Action::Embed { hash, .. } if expected.hash.as_ref() == Some(hash) => {
+                outcome(&rec, "skipped: content hash unchanged, no ML call");
                 let state = State {
                     version: rec.version,
                     hash: Some(hash.clone()),
@@ -718,6 +799,7 @@ async fn prepare(
                 p.skipped.push((key, state, rec.input.partition));
             }
             Action::Embed { hash, .. } => {
+                outcome(&rec, "embedded");
                 let hash = hash.clone();
                 pending.insert(
                     key,
@@ -749,10 +831,13 @@ async fn load_with_retry(pool: &Pool, model: &str, keys: &[&Key]) -> Result<Hash
         }
         .await;
         match res {
-            Ok(m) => return Ok(m),
+            Ok(m) => {
+                outage::postgres().ok();
+                return Ok(m);
+            }
             Err(error) if error.is_retriable() => {
                 let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                tracing::warn!(%error, attempt, "loading stored hashes failed, retrying");
+                outage::retrying("embed", "loading stored hashes", &error, attempt);
                 observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
@@ -848,6 +933,7 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
     loop {
         match write_once(w, epoch, embedded).await {
             Ok(outcome) => {
+                outage::postgres().ok();
                 if let Outcome::Written { written, removed } = &outcome {
                     report(embedded, written, removed, &reasons, started.elapsed());
                     let s = &w.stats;
@@ -870,7 +956,7 @@ async fn commit(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> 
             }
             Err(error) if error.is_retriable() && !w.shutdown.is_cancelled() => {
                 let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "embed write failed, retrying");
+                outage::retrying("embed", "embed write", &error, attempt);
                 observe::retry("embed", "postgres", &error);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
@@ -912,6 +998,29 @@ fn report(
 
 async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outcome> {
     let p = &embedded.prepared;
+    let batch_span = trace::batch_span("embed", "process", "canonical", p.messages);
+    trace::record_offsets(
+        &batch_span,
+        p.embed
+            .iter()
+            .map(|(r, _)| &r.input)
+            .chain(p.deletes.iter().map(|r| &r.input))
+            .map(|i| (i.partition, i.offset)),
+    );
+    trace::link_sampled(
+        &batch_span,
+        p.embed
+            .iter()
+            .map(|(r, _)| r)
+            .chain(&p.deletes)
+            .filter(|r| r.span.is_some())
+            .filter_map(|r| r.input.trace.as_ref()),
+    );
+    let db_span = trace::db_span("COPY+UPSERT", "embeddings", p.embed.len() + p.deletes.len());
+    if let Some(tp) = trace::TraceParent::of_span(&batch_span) {
+        tp.set_as_parent_of(&db_span);
+    }
+    let (_batch_span, _db_span) = (batch_span, db_span);
     let mut client = w.pool.get().await?;
     let tx = client.transaction().await?;
     if offsets::epoch_for_share(&tx, &w.group).await? != epoch {
@@ -927,6 +1036,7 @@ async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> Result<Outco
                 hash,
                 version: rec.version,
                 vector: v.clone(),
+                traceparent: rec.traceparent(),
             })
         })
         .collect();
@@ -996,6 +1106,7 @@ mod tests {
                 }
             },
             input: input(partition, offset),
+            span: None,
         }
     }
 
@@ -1023,6 +1134,9 @@ mod tests {
             .into_iter()
             .collect(),
             messages: 7,
+            by_partition: [(0, 2), (1, 1), (2, 2), (3, 1), (5, 1)]
+                .into_iter()
+                .collect(),
         };
         let vectors = vec![Ok(vec![0.0]), Ok(vec![1.0]), Ok(vec![2.0])];
         let parts = split(Embedded { prepared, vectors }, 2);
@@ -1060,6 +1174,8 @@ mod tests {
         assert_eq!(parts_of(even), [0, 2]);
         assert_eq!(parts_of(odd), [1, 3, 5]);
         assert!(parts.iter().all(|(_, e)| e.prepared.seq == 7));
+        // Every input message is counted once, in the part of its partition.
+        assert_eq!((even.prepared.messages, odd.prepared.messages), (4, 3));
 
         // A writer whose partitions had no message gets no part.
         let only_even = Prepared {
@@ -1071,6 +1187,7 @@ mod tests {
             skipped: vec![(key("f"), State::ABSENT, 4)],
             next: [((t, 4), 5)].into_iter().collect(),
             messages: 1,
+            by_partition: [(4, 1)].into_iter().collect(),
         };
         let parts = split(
             Embedded {

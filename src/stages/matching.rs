@@ -46,6 +46,8 @@ struct Queued {
     crm: String,
     crm_id: String,
     cascade: bool,
+    /// The change's traceparent, stored by the embed stage: a sampled one gets a match span.
+    trace: Option<crate::kafka::trace::TraceParent>,
 }
 
 /// Runs the match step until shutdown (or, in one-shot mode, until the queue is empty and the
@@ -82,6 +84,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
                 }
             }
             Ok(n) => {
+                crate::telemetry::outage::postgres().ok();
                 attempt = 0;
                 total += n as u64;
                 crate::observe::records_in("match", n as u64);
@@ -90,7 +93,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             }
             Err(error) if error.is_retriable() => {
                 let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                tracing::warn!(%error, attempt, "match step failed, retrying");
+                crate::telemetry::outage::retrying("match", "match step", &error, attempt);
                 crate::observe::retry("match", "postgres", &error);
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -109,7 +112,7 @@ pub async fn process(pool: &Pool, model: &str, dim: usize, k: i64, limit: i64) -
     let tx = client.transaction().await?;
     let queued: Vec<Queued> = tx
         .query(
-            "SELECT entity, crm, crm_id, cascade FROM match_queue WHERE model = $1
+            "SELECT entity, crm, crm_id, cascade, traceparent FROM match_queue WHERE model = $1
              ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED",
             &[&model, &limit],
         )
@@ -121,12 +124,38 @@ pub async fn process(pool: &Pool, model: &str, dim: usize, k: i64, limit: i64) -
                 crm: r.get(1),
                 crm_id: r.get(2),
                 cascade: r.get(3),
+                trace: r
+                    .get::<_, Option<&str>>(4)
+                    .and_then(crate::kafka::trace::TraceParent::parse),
             })
         })
         .collect();
     if queued.is_empty() {
         return Ok(0);
     }
+    // One database span for the transaction, linked to the sampled records; each sampled
+    // record gets a `match` span in its own trace, under its embed span.
+    let db_span = crate::kafka::trace::db_span("SELECT+INSERT", "matches", queued.len());
+    crate::kafka::trace::link_sampled(&db_span, queued.iter().filter_map(|q| q.trace.as_ref()));
+    let _record_spans: Vec<tracing::Span> = queued
+        .iter()
+        .filter_map(|q| {
+            crate::kafka::trace::record_span(q.trace.as_ref(), || {
+                tracing::info_span!(
+                    "record",
+                    otel.name = "match",
+                    otel.kind = "internal",
+                    crmflow.stage = "match",
+                    crmflow.entity = q.entity.as_str(),
+                    crmflow.crm = q.crm.as_str(),
+                    crmflow.record_id = q.crm_id.as_str(),
+                    crmflow.match.model = model,
+                    crmflow.match.top_k = k,
+                    db.system.name = "postgresql",
+                )
+            })
+        })
+        .collect();
     if k > 40 {
         // HNSW returns at most ef_search rows per scan.
         tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {}", (2 * k).min(1000)))

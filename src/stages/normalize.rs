@@ -128,12 +128,29 @@ pub fn process(
     }
 }
 
-/// What the CPU part made of one message: its outcome and the trace parent it carried.
-type Processed = (Outcome, Option<trace::TraceParent>);
+/// What the CPU part made of one message: its outcome, the trace parent it carried, and the
+/// record's span when it is sampled.
+type Processed = (Outcome, Option<trace::TraceParent>, Option<tracing::Span>);
 
 /// Decodes, transforms, validates and encodes one message (see [`process`]).
 fn process_message(msg: &OwnedMessage, cfg: &crate::config::NormalizeConfig) -> Processed {
     let tp = trace::extract(msg.headers());
+    let span = trace::record_span(tp.as_ref(), || {
+        tracing::info_span!(
+            "record",
+            otel.name = "normalize",
+            otel.kind = "consumer",
+            crmflow.stage = STAGE,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = msg.topic(),
+            messaging.destination.partition.id = msg.partition(),
+            messaging.kafka.offset = msg.offset(),
+            crmflow.outcome = tracing::field::Empty,
+            crmflow.rule = tracing::field::Empty,
+            crmflow.reason = tracing::field::Empty,
+        )
+    });
     let outcome = process(
         msg.payload(),
         msg.topic(),
@@ -142,7 +159,19 @@ fn process_message(msg: &OwnedMessage, cfg: &crate::config::NormalizeConfig) -> 
         tp.map(|t| t.trace_id_hex()),
         cfg,
     );
-    (outcome, tp)
+    if let Some(span) = &span {
+        match &outcome {
+            Outcome::Output(kind, _, _) => {
+                span.record("crmflow.outcome", *kind);
+            }
+            Outcome::Reject(_, rule, reason) => {
+                span.record("crmflow.outcome", "rejected");
+                span.record("crmflow.rule", *rule);
+                span.record("crmflow.reason", reason.as_str());
+            }
+        }
+    }
+    (outcome, tp, span)
 }
 
 /// Runs [`process_message`] over `msgs` split across `workers` threads (this task takes the
@@ -241,7 +270,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
         };
         let idle = matches!(received, Ok(0));
         if let Err(error) = received {
-            tracing::warn!(%error, "kafka consume error");
+            crate::kafka::logs::consume_error(STAGE, &error);
         }
         // The batch in runs of one generation: messages fetched before a rebalance or seek are
         // handled (or dropped as stale) before anything of the next generation.
@@ -273,7 +302,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
                 }
                 Ok(_stale) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "kafka consume error");
+                    crate::kafka::logs::consume_error(STAGE, &error);
                 }
             }
         }
@@ -359,12 +388,30 @@ async fn handle_run(
         return Ok(());
     }
     counts.read += msgs.len() as u64;
+    let batch_span = trace::batch_span(STAGE, "process", msgs[0].topic(), msgs.len());
+    trace::record_offsets(
+        &batch_span,
+        msgs.iter().map(|m| (m.partition(), m.offset())),
+    );
     let done = process_batch(msgs, cfg, workers).await;
+    trace::link_sampled(
+        &batch_span,
+        done.iter().filter_map(|(_, (_, tp, _))| tp.as_ref()),
+    );
+    let send_span = trace::batch_span(STAGE, "send", "canonical", done.len());
+    if let Some(tp) = trace::TraceParent::of_span(&batch_span) {
+        tp.set_as_parent_of(&send_span);
+    }
     // Last offset per partition in this run (few partitions: a short list beats a map).
     let mut last: Vec<(&str, i32, i64)> = Vec::new();
-    for (msg, (outcome, tp)) in &done {
+    for (msg, (outcome, tp, span)) in &done {
+        let tp = if span.is_some() {
+            Some(trace::downstream(span.as_ref(), *tp))
+        } else {
+            *tp
+        };
         send(
-            msg, outcome, *tp, producer, dlq_topic, outputs, pending, counts,
+            msg, outcome, tp, producer, dlq_topic, outputs, pending, counts,
         )
         .await?;
         let (t, p, o) = (msg.topic(), msg.partition(), msg.offset());
@@ -376,6 +423,7 @@ async fn handle_run(
     for (t, p, o) in last {
         next.insert((t.to_owned(), p), o + 1);
     }
+    drop(send_span);
     Ok(())
 }
 

@@ -10,7 +10,8 @@ use crate::model::{Address, Candidate, Position};
 pub trait SinkRow: Send + Sync + 'static {
     /// Target table.
     const TABLE: &'static str;
-    /// Columns and their Postgres types, in COPY order. `crm`, `crm_id`, `source_version`
+    /// Columns and their Postgres types, in COPY order; the last two (`canonical_partition`,
+    /// `canonical_offset`) come from the message, not from [`SinkRow::values`]. `crm`, `crm_id`, `source_version`
     /// come first.
     const COLUMNS: &'static [(&'static str, Type)];
     fn crm(&self) -> &str;
@@ -84,6 +85,9 @@ impl SinkRow for Candidate {
         ("raw_partition", Type::INT4),
         ("raw_offset", Type::INT8),
         ("trace_id", Type::TEXT),
+        // Not from the record: the canonical message's position, appended by the sink.
+        ("canonical_partition", Type::INT4),
+        ("canonical_offset", Type::INT8),
     ];
     fn crm(&self) -> &str {
         &self.crm
@@ -165,6 +169,9 @@ impl SinkRow for Position {
         ("raw_partition", Type::INT4),
         ("raw_offset", Type::INT8),
         ("trace_id", Type::TEXT),
+        // Not from the record: the canonical message's position, appended by the sink.
+        ("canonical_partition", Type::INT4),
+        ("canonical_offset", Type::INT8),
     ];
     fn crm(&self) -> &str {
         &self.crm

@@ -32,6 +32,7 @@ use crate::observe;
 use crate::runtime::offsets::{self, PgOffsets, Positions};
 use crate::runtime::{RunCtx, StageName};
 use crate::store::{self, StoreError};
+use crate::telemetry::outage;
 
 /// One input message, owned (the consumer's borrowed message cannot outlive `recv`).
 pub(crate) struct Input {
@@ -213,7 +214,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             match next {
                 Ok(None) => break,
                 Err(error) => {
-                    tracing::warn!(%error, "kafka consume error");
+                    crate::kafka::logs::consume_error("sink", &error);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(Some(polled)) => {
@@ -348,7 +349,7 @@ fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
             match res {
                 Err(error) if error.is_retriable() && !job.shutdown.is_cancelled() => {
                     let wait = crate::runtime::backoff(attempt, Duration::from_secs(30));
-                    tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "sink write failed, retrying");
+                    outage::retrying("sink", "sink write", &error, attempt);
                     observe::retry("sink", "postgres", &error);
                     tokio::select! {
                         _ = job.shutdown.cancelled() => return (batch, Ok(WriteOutcome::Abandoned)),
@@ -356,7 +357,12 @@ fn spawn_write(job: WriteJob, batch: Batch) -> WriteTask {
                     }
                     attempt += 1;
                 }
-                other => return (batch, other),
+                other => {
+                    if other.is_ok() {
+                        outage::postgres().ok();
+                    }
+                    return (batch, other);
+                }
             }
         }
     })
@@ -393,6 +399,44 @@ async fn write_batch(
     let cands: Vec<&(Candidate, Input)> = batch.candidates.rows.values().collect();
     let poss: Vec<&(Position, Input)> = batch.positions.rows.values().collect();
 
+    // One `process` span per batch, linked to its sampled records, with the transaction as a
+    // database span under it; a sampled record gets its own span in its trace.
+    let inputs = || cands.iter().map(|r| &r.1).chain(poss.iter().map(|r| &r.1));
+    let batch_span = trace::batch_span("sink", "process", "canonical", batch.messages);
+    trace::record_offsets(&batch_span, inputs().map(|i| (i.partition, i.offset)));
+    trace::link_sampled(&batch_span, inputs().filter_map(|i| i.trace.as_ref()));
+    let db_span = trace::db_span(
+        "COPY+UPSERT",
+        "candidates,positions",
+        cands.len() + poss.len(),
+    );
+    if let Some(tp) = trace::TraceParent::of_span(&batch_span) {
+        tp.set_as_parent_of(&db_span);
+    }
+    let record_spans: Vec<tracing::Span> = cands
+        .iter()
+        .map(|r| (&r.1, "candidates", r.0.source_version))
+        .chain(poss.iter().map(|r| (&r.1, "positions", r.0.source_version)))
+        .filter_map(|(i, table, version)| {
+            trace::record_span(i.trace.as_ref(), || {
+                tracing::info_span!(
+                    "record",
+                    otel.name = "sink write",
+                    otel.kind = "consumer",
+                    crmflow.stage = "sink",
+                    messaging.system = "kafka",
+                    messaging.operation.type = "process",
+                    messaging.destination.name = i.topic.as_str(),
+                    messaging.destination.partition.id = i.partition,
+                    messaging.kafka.offset = i.offset,
+                    db.system.name = "postgresql",
+                    db.collection.name = table,
+                    crmflow.source_version = version,
+                )
+            })
+        })
+        .collect();
+
     let attempt = async {
         let tx = client.transaction().await?;
         if offsets::epoch_for_share(&tx, group).await? != epoch {
@@ -406,6 +450,9 @@ async fn write_batch(
         Ok(None)
     }
     .await;
+    drop(db_span);
+    drop(record_spans);
+    drop(batch_span);
     match attempt {
         Ok(None) => {
             stats
@@ -540,8 +587,10 @@ async fn copy_upsert<R: SinkRow>(
     let sink = tx.copy_in(&rows::copy_sql::<R>(&staging)).await?;
     let writer = BinaryCopyInWriter::new(sink, &rows::types::<R>());
     let mut writer = pin!(writer);
-    for (row, _) in rows.iter().map(|r| (&r.0, &r.1)) {
-        let values = row.values();
+    for (row, input) in rows.iter().map(|r| (&r.0, &r.1)) {
+        let mut values = row.values();
+        values.push(Box::new(input.partition));
+        values.push(Box::new(input.offset));
         let refs: Vec<&(dyn ToSql + Sync)> = values
             .iter()
             .map(|v| v.as_ref() as &(dyn ToSql + Sync))

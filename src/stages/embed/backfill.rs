@@ -177,6 +177,7 @@ pub async fn run_with(cfg: &Config, stop: CancellationToken) -> Result<BackfillR
                         hash,
                         version: *version,
                         vector,
+                        traceparent: None,
                     }),
                     Err(error) => {
                         tracing::warn!(entity = key.entity.as_str(), crm = key.crm, crm_id = key.crm_id, %error,
@@ -354,6 +355,7 @@ async fn commit_page(
                 hash: r.hash,
                 version: r.version,
                 vector: r.vector.clone(),
+                traceparent: None,
             })
             .collect();
         let res = async {

@@ -141,6 +141,8 @@ pub struct VectorRow<'a> {
     pub hash: &'a str,
     pub version: i64,
     pub vector: Vec<f32>,
+    /// The change's W3C traceparent (lineage's trace id; the match span's parent).
+    pub traceparent: Option<String>,
 }
 
 /// COPYs `rows` (unique keys) and upserts them with the version/hash guard; enqueues the written
@@ -156,13 +158,14 @@ pub async fn write_vectors(
     }
     tx.batch_execute(
         "CREATE TEMP TABLE IF NOT EXISTS crmflow_stage_embeddings (
-             entity text, crm text, crm_id text, content_hash text, source_version bigint, embedding vector
+             entity text, crm text, crm_id text, content_hash text, source_version bigint, embedding vector,
+             traceparent text
          ) ON COMMIT DELETE ROWS",
     )
     .await?;
     let sink = tx
         .copy_in(
-            "COPY crmflow_stage_embeddings (entity, crm, crm_id, content_hash, source_version, embedding) FROM STDIN BINARY",
+            "COPY crmflow_stage_embeddings (entity, crm, crm_id, content_hash, source_version, embedding, traceparent) FROM STDIN BINARY",
         )
         .await?;
     let types = [
@@ -172,17 +175,19 @@ pub async fn write_vectors(
         Type::TEXT,
         Type::INT8,
         vector_type.clone(),
+        Type::TEXT,
     ];
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for r in rows {
         let v = Vector::from(r.vector);
-        let values: [&(dyn ToSql + Sync); 6] = [
+        let values: [&(dyn ToSql + Sync); 7] = [
             &r.key.entity.as_str(),
             &r.key.crm,
             &r.key.crm_id,
             &r.hash,
             &r.version,
             &v,
+            &r.traceparent,
         ];
         writer.as_mut().write(&values).await?;
     }
@@ -190,17 +195,19 @@ pub async fn write_vectors(
     let written = tx
         .query(
             "WITH w AS (
-                 INSERT INTO embeddings AS t (entity, crm, crm_id, model, content_hash, embedding, source_version, updated_at)
-                 SELECT entity, crm, crm_id, $1, content_hash, embedding, source_version, now() FROM crmflow_stage_embeddings
+                 INSERT INTO embeddings AS t (entity, crm, crm_id, model, content_hash, embedding, source_version, updated_at, traceparent)
+                 SELECT entity, crm, crm_id, $1, content_hash, embedding, source_version, now(), traceparent FROM crmflow_stage_embeddings
                  ON CONFLICT (entity, crm, crm_id, model) DO UPDATE
                  SET content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
-                     source_version = EXCLUDED.source_version, updated_at = now()
+                     source_version = EXCLUDED.source_version, updated_at = now(),
+                     traceparent = COALESCE(EXCLUDED.traceparent, t.traceparent)
                  WHERE t.source_version <= EXCLUDED.source_version AND t.content_hash <> EXCLUDED.content_hash
-                 RETURNING t.entity, t.crm, t.crm_id
+                 RETURNING t.entity, t.crm, t.crm_id, t.traceparent
              ), q AS (
-                 INSERT INTO match_queue (model, entity, crm, crm_id, cascade)
-                 SELECT $1, entity, crm, crm_id, true FROM w
-                 ON CONFLICT (model, entity, crm, crm_id) DO UPDATE SET cascade = true
+                 INSERT INTO match_queue (model, entity, crm, crm_id, cascade, traceparent)
+                 SELECT $1, entity, crm, crm_id, true, traceparent FROM w
+                 ON CONFLICT (model, entity, crm, crm_id) DO UPDATE
+                 SET cascade = true, traceparent = EXCLUDED.traceparent
              )
              SELECT entity, crm, crm_id FROM w",
             &[&model],

@@ -334,17 +334,47 @@ impl BullhornClient {
                     .map_err(|_| ClientError::Config("client closed".into()))?;
                 inner.requests.fetch_add(1, Ordering::Relaxed);
                 let url = format!("{}{}", session.rest_url, call.path);
-                let sent = inner
-                    .http
-                    .request(call.method.clone(), url)
-                    .header("BhRestToken", session.bh_rest_token.expose_secret())
-                    .query(&call.query)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(resp) => read_body(&call.endpoint, resp).await,
+                // One HTTP client span per attempt (OpenTelemetry HTTP conventions): the URL
+                // without query and with the corporation token masked; the session token
+                // travels in a header and is never recorded.
+                let span = tracing::info_span!(
+                    "http",
+                    otel.name = call.method.as_str(),
+                    otel.kind = "client",
+                    http.request.method = call.method.as_str(),
+                    url.full = redact_url(&url),
+                    url.template = call.endpoint.as_str(),
+                    http.request.resend_count = i64::from(attempts.total()),
+                    http.response.status_code = tracing::field::Empty,
+                    error.type = tracing::field::Empty,
+                );
+                let sent = tracing::Instrument::instrument(
+                    inner
+                        .http
+                        .request(call.method.clone(), url)
+                        .header("BhRestToken", session.bh_rest_token.expose_secret())
+                        .query(&call.query)
+                        .send(),
+                    span.clone(),
+                )
+                .await;
+                let result = match sent {
+                    Ok(resp) => {
+                        span.record(
+                            "http.response.status_code",
+                            i64::from(resp.status().as_u16()),
+                        );
+                        read_body(&call.endpoint, resp).await
+                    }
                     Err(e) => Err(ClientError::from_reqwest(&call.endpoint, e)),
+                };
+                if let Err(e) = &result {
+                    span.record(
+                        "error.type",
+                        e.to_string().chars().take(80).collect::<String>(),
+                    );
                 }
+                result
             };
             let error = match result {
                 Ok(body) => return Ok(body),
@@ -385,10 +415,46 @@ impl BullhornClient {
     }
 }
 
+/// `url` as it may be recorded: no query, and the corporation token of a
+/// `.../rest-services/<corpToken>/...` path masked.
+fn redact_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or_default();
+    match url.split_once("/rest-services/") {
+        Some((base, rest)) => match rest.split_once('/') {
+            Some((_, tail)) => format!("{base}/rest-services/{{corpToken}}/{tail}"),
+            None => format!("{base}/rest-services/{{corpToken}}"),
+        },
+        None => url.to_owned(),
+    }
+}
+
 impl std::fmt::Debug for BullhornClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BullhornClient")
             .field("requests_sent", &self.requests_sent())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn recorded_urls_carry_no_token_or_query() {
+        for (url, want) in [
+            (
+                "https://rest9.bullhornstaffing.com/rest-services/e999/search/Candidate?BhRestToken=x&query=id:1",
+                "https://rest9.bullhornstaffing.com/rest-services/{corpToken}/search/Candidate",
+            ),
+            (
+                "http://127.0.0.1:1/rest-services/abc/ping",
+                "http://127.0.0.1:1/rest-services/{corpToken}/ping",
+            ),
+            ("http://h/rest-services/abc", "http://h/rest-services/{corpToken}"),
+            ("http://h/oauth/token?code=secret", "http://h/oauth/token"),
+        ] {
+            assert_eq!(redact_url(url), want);
+        }
     }
 }

@@ -37,8 +37,43 @@ const SEARCHABLE: &[&str] = &[
     "JobOrder",
 ];
 
-/// Builds the whole router.
+/// Builds the whole router. Paths are routed with runs of `/` collapsed (see [`collapse_slashes`]).
 pub fn router(shared: Shared) -> Router {
+    // A layer on a router runs after its routing, so the rewrite sits on an outer router whose
+    // only route is the real one.
+    Router::new()
+        .fallback_service(routes(shared))
+        .layer(axum::middleware::map_request(collapse_slashes))
+}
+
+/// Bullhorn's `restUrl` ends with `/`, and clients that join it with `"/".join(...)` (pyhorn-flow)
+/// ask for `.../rest-services/<corp>//ping`; Bullhorn serves such paths as if the empty segment
+/// were not there, so the simulator does too.
+async fn collapse_slashes(mut req: Request) -> Request {
+    let uri = req.uri();
+    if uri.path().contains("//") {
+        let mut path = String::with_capacity(uri.path().len());
+        for c in uri.path().chars() {
+            if !(c == '/' && path.ends_with('/')) {
+                path.push(c);
+            }
+        }
+        let pq = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(new) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = new;
+            }
+        }
+    }
+    req
+}
+
+fn routes(shared: Shared) -> Router {
     let rest = Router::new()
         .route("/rest-services/{corp}/ping", get(auth::ping))
         .route(

@@ -358,3 +358,26 @@ async fn lucene_dates_in_both_formats_select_the_same_records() {
     );
     sim.shutdown().await;
 }
+
+/// Bullhorn's `restUrl` ends with `/`; clients that join it with another `/` (pyhorn-flow's
+/// `"/".join(...)`) ask for `.../rest-services/<corp>//ping`, which Bullhorn serves.
+#[tokio::test]
+async fn empty_path_segments_are_served_as_bullhorn_does() {
+    let sim = start(|_| {}).await;
+    let s = login(&sim).await;
+    assert!(s.rest_url.ends_with('/'), "{}", s.rest_url);
+    let (st, v) = s.get("/ping", &[]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["sessionExpires"].is_i64(), "{v}");
+    let (st, v) = s.get("//entity//Candidate/1", &[("fields", "id")]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["id"], 1);
+    // Empty segments do not open a way around the session check.
+    let url = format!("{}/ping", s.rest_url);
+    let st = reqwest::get(url).await.unwrap().status();
+    assert_ne!(st, StatusCode::OK);
+    // An unknown path still answers 404.
+    let (st, _) = s.get("//nope", &[]).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    sim.shutdown().await;
+}

@@ -89,7 +89,7 @@ impl EmbeddingClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let result = self.attempt(body.clone(), inputs.len()).await;
+            let result = self.attempt(body.clone(), inputs.len(), attempt).await;
             // One count per HTTP attempt, by outcome (crmflow's `crmflow_ml_*` metrics).
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -215,8 +215,43 @@ impl EmbeddingClient {
         Ok(Bytes::from(bytes))
     }
 
-    /// One HTTP attempt: send, classify the status, decode and check the vectors.
-    async fn attempt(&self, body: Bytes, sent: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// One HTTP attempt: send, classify the status, decode and check the vectors. Each attempt
+    /// is an HTTP client span (OpenTelemetry HTTP conventions; the URL without credentials or
+    /// query, the resend count).
+    async fn attempt(
+        &self,
+        body: Bytes,
+        sent: usize,
+        attempt: u32,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut url = self.endpoint.clone();
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+        url.set_query(None);
+        let span = tracing::info_span!(
+            "http",
+            otel.name = "POST",
+            otel.kind = "client",
+            http.request.method = "POST",
+            url.full = url.as_str(),
+            server.address = url.host_str().unwrap_or(""),
+            http.request.resend_count = i64::from(attempt.saturating_sub(1)),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            crmflow.ml.inputs = sent as i64,
+        );
+        let result =
+            tracing::Instrument::instrument(self.attempt_inner(body, sent), span.clone()).await;
+        if let Err(e) = &result {
+            span.record(
+                "error.type",
+                e.to_string().chars().take(80).collect::<String>(),
+            );
+        }
+        result
+    }
+
+    async fn attempt_inner(&self, body: Bytes, sent: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut request = self
             .http
             .post(self.endpoint.clone())
@@ -230,6 +265,7 @@ impl EmbeddingClient {
             .await
             .map_err(|error| self.transport_error(&error))?;
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", i64::from(status.as_u16()));
         let retry_after = parse_retry_after(response.headers());
         let bytes = response
             .bytes()
