@@ -5,16 +5,16 @@
 //! Nothing here knows what a stage does with messages; the stages own delivery semantics.
 
 mod consumer;
-mod preflight;
 pub mod logs;
+mod preflight;
 mod producer;
 mod security;
 mod topics;
 pub mod trace;
 
 pub use consumer::{consumer, OffsetLookup, StageConsumer, StageConsumerContext};
-pub use preflight::check_connection;
 pub use logs::LogContext;
+pub use preflight::check_connection;
 pub use producer::{Delivery, Producer};
 pub use security::security_properties;
 pub use topics::{ensure_topics, TopicSpec, Topics};
