@@ -33,8 +33,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod conninfo;
+mod hubspot;
 mod kafka;
 mod postgres;
+mod salesforce;
 mod secrets;
 
 pub use kafka::{
@@ -42,6 +44,11 @@ pub use kafka::{
 };
 use postgres::url_layer;
 pub use postgres::{PostgresConfig, SslMode};
+pub use hubspot::{
+    HubspotConfig, HubspotMode, HubspotObject, IngressConfig, HUBSPOT_CONTACT_PROPERTIES,
+    HUBSPOT_DEAL_PROPERTIES, HUBSPOT_JOB_PROPERTIES,
+};
+pub use salesforce::{SalesforceAuth, SalesforceConfig, SALESFORCE_CONTACT_FIELDS};
 use secrets::secret_from_file;
 pub use secrets::{read_secret_file, SECRET_KEYS};
 
@@ -69,6 +76,9 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
     ("HUBSPOT_CLIENT_ID", "hubspot.client_id"),
     ("HUBSPOT_REFRESH_TOKEN", "hubspot.refresh_token"),
     ("HUBSPOT_CLIENT_SECRET", "ingress.client_secret"),
+    ("HUBSPOT_OAUTH_CLIENT_SECRET", "hubspot.client_secret"),
+    ("SALESFORCE_CLIENT_SECRET", "salesforce.client_secret"),
+    ("SALESFORCE_ACCESS_TOKEN", "salesforce.access_token"),
     ("CRMFLOW_INGRESS_PUBLIC_URL", "ingress.public_url"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
     ("OTEL_SERVICE_NAME", "telemetry.service_name"),
@@ -312,348 +322,6 @@ pub struct BullhornCredentials {
     pub password: SecretString,
 }
 
-/// How the Salesforce source authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SalesforceAuth {
-    /// OAuth 2.0 client credentials (`client_id`, `client_secret`) against the My Domain `login_url`.
-    ClientCredentials,
-    /// OAuth 2.0 JWT bearer (`client_id`, `username`, `private_key_file`) against `login_url`.
-    JwtBearer,
-    /// A session id obtained elsewhere (`access_token` with `instance_url`); it cannot be renewed.
-    AccessToken,
-}
-
-/// Salesforce org and source behaviour (poll mode: SOQL by `(SystemModstamp, Id)` over `queryAll`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SalesforceConfig {
-    /// Whether `crmflow run --stages ingest` reads Salesforce (off by default).
-    pub enabled: bool,
-    /// Host of `/services/oauth2/token`: the My Domain URL (client credentials) or
-    /// `https://login.salesforce.com` (JWT bearer).
-    pub login_url: String,
-    /// The org's instance URL (required with `access_token`; otherwise from the token answer).
-    pub instance_url: Option<String>,
-    pub auth: SalesforceAuth,
-    /// Connected app consumer key.
-    pub client_id: Option<String>,
-    /// Connected app consumer secret (client credentials).
-    #[serde(serialize_with = "redact_opt")]
-    pub client_secret: Option<SecretString>,
-    /// Integration user (JWT bearer `sub`).
-    pub username: Option<String>,
-    /// RSA private key (PEM) signing the JWT assertion.
-    pub private_key_file: Option<std::path::PathBuf>,
-    /// JWT `aud` (default: `https://login.salesforce.com`).
-    pub jwt_audience: Option<String>,
-    /// A given session id (`auth = "access_token"`).
-    #[serde(serialize_with = "redact_opt")]
-    pub access_token: Option<SecretString>,
-    /// REST API version, e.g. `62.0`.
-    pub api_version: String,
-    /// Extra CA certificate(s) to trust, PEM file (a proxy's, or the simulator's).
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Objects to read (each is an entity of `crm.raw.salesforce.<object>`).
-    pub objects: Vec<String>,
-    /// Fields selected per object (comma-separated); `Id`, `SystemModstamp` and `IsDeleted` are
-    /// always read. An object not listed reads only those.
-    pub fields: std::collections::BTreeMap<String, String>,
-    /// Records per SOQL page (`LIMIT`, and `Sforce-Query-Options: batchSize`), 200..=2000.
-    pub page_size: u32,
-    /// Seconds between polls once caught up.
-    pub poll_interval_secs: u64,
-    /// Each poll starts this many milliseconds before the cursor (records seen again are
-    /// de-duplicated).
-    pub overlap_ms: u64,
-    /// Share of the org's daily API allowance crmflow may use (0..=1); above it, polls wait.
-    pub budget_share: f64,
-    /// Per-request timeout, seconds.
-    pub request_timeout_secs: u64,
-}
-
-/// Default `Contact` fields: everything a canonical candidate is built from.
-pub const SALESFORCE_CONTACT_FIELDS: &str = "Id,FirstName,LastName,Name,Email,Phone,MobilePhone,\
-Title,Department,MailingCity,MailingState,MailingPostalCode,MailingCountry,Description,LeadSource,\
-OwnerId,MasterRecordId,CreatedDate,LastModifiedDate,SystemModstamp,IsDeleted";
-
-impl Default for SalesforceConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            login_url: "https://login.salesforce.com".into(),
-            instance_url: None,
-            auth: SalesforceAuth::ClientCredentials,
-            client_id: None,
-            client_secret: None,
-            username: None,
-            private_key_file: None,
-            jwt_audience: None,
-            access_token: None,
-            api_version: "62.0".into(),
-            ca_file: None,
-            objects: vec!["Contact".into()],
-            fields: [("Contact".to_string(), SALESFORCE_CONTACT_FIELDS.to_string())].into(),
-            page_size: 2000,
-            poll_interval_secs: 30,
-            overlap_ms: 1_000,
-            budget_share: 0.8,
-            request_timeout_secs: 60,
-        }
-    }
-}
-
-/// How the HubSpot source learns of changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HubspotMode {
-    /// CRM search by modified time, every `poll_interval_secs` (default).
-    Poll,
-    /// Webhooks through the ingress; the source only takes the initial snapshot by poll.
-    Webhook,
-    /// Webhooks, with polling beside them as a safety net.
-    Both,
-}
-
-/// One HubSpot object type the source reads, and the pipeline entity it becomes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HubspotObject {
-    /// The pipeline's entity: `contact` (-> candidate), `job` or `deal` (-> position). Also the
-    /// raw topic, `crm.raw.hubspot.<entity>`.
-    pub entity: String,
-    /// HubSpot's object type in URLs: `contacts`, `deals`, or a custom object's `2-…` id (or
-    /// its fully qualified name, `p<portal>_jobs`).
-    pub object_type: String,
-    /// The `objectTypeId` webhooks name the object by (`0-1` contacts, `0-3` deals, `2-…` custom
-    /// objects), when it differs from `object_type`.
-    #[serde(default)]
-    pub object_type_id: Option<String>,
-    /// Properties read; empty means the defaults of the entity (see [`HubspotConfig::properties_of`]).
-    #[serde(default)]
-    pub properties: Vec<String>,
-}
-
-/// HubSpot account and source behaviour (`[hubspot]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HubspotConfig {
-    /// API base URL. Env: `HUBSPOT_BASE_URL`.
-    pub base_url: String,
-    /// Private-app access token (Bearer). Env: `HUBSPOT_ACCESS_TOKEN`.
-    #[serde(serialize_with = "redact_opt")]
-    pub access_token: Option<SecretString>,
-    /// OAuth app client id (instead of an access token). Env: `HUBSPOT_CLIENT_ID`.
-    pub client_id: Option<String>,
-    /// OAuth app client secret; when unset, `ingress.client_secret` (the same app's secret,
-    /// env `HUBSPOT_CLIENT_SECRET`) is used.
-    #[serde(serialize_with = "redact_opt")]
-    pub client_secret: Option<SecretString>,
-    /// OAuth refresh token. Env: `HUBSPOT_REFRESH_TOKEN`.
-    #[serde(serialize_with = "redact_opt")]
-    pub refresh_token: Option<SecretString>,
-    /// `poll`, `webhook` or `both`.
-    pub mode: HubspotMode,
-    /// Objects read and the entities they become.
-    pub objects: Vec<HubspotObject>,
-    /// Seconds between incremental polls once caught up.
-    pub poll_interval_secs: u64,
-    /// Results per search page (HubSpot documents 200 at most; 100 is the conservative reading).
-    pub page_size: u32,
-    /// Each incremental poll starts this many milliseconds before the cursor: search lags writes
-    /// by seconds, so a record indexed late with an older modified time is still found.
-    pub overlap_ms: u64,
-    /// Results one search query may reach (HubSpot: 10,000; paging past it is a 400). A window
-    /// with more is re-anchored at the last modified time read.
-    pub search_result_cap: u32,
-    /// Client-side budget of requests per 10 seconds (HubSpot's burst limit is 100-190 by tier).
-    pub requests_per_10s: u32,
-    /// Client-side budget of search requests per second (HubSpot: 4 or 5).
-    pub search_requests_per_sec: u32,
-    /// Requests in flight at once.
-    pub max_concurrent_requests: usize,
-}
-
-impl Default for HubspotConfig {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.hubapi.com".into(),
-            access_token: None,
-            client_id: None,
-            client_secret: None,
-            refresh_token: None,
-            mode: HubspotMode::Poll,
-            objects: vec![
-                HubspotObject {
-                    entity: "contact".into(),
-                    object_type: "contacts".into(),
-                    object_type_id: Some("0-1".into()),
-                    properties: vec![],
-                },
-                HubspotObject {
-                    entity: "job".into(),
-                    object_type: "jobs".into(),
-                    object_type_id: Some("2-12345678".into()),
-                    properties: vec![],
-                },
-            ],
-            poll_interval_secs: 30,
-            page_size: 100,
-            overlap_ms: 30_000,
-            search_result_cap: 10_000,
-            requests_per_10s: 90,
-            search_requests_per_sec: 4,
-            max_concurrent_requests: 8,
-        }
-    }
-}
-
-/// Properties of a HubSpot contact the canonical candidate is built from.
-pub const HUBSPOT_CONTACT_PROPERTIES: &[&str] = &[
-    "firstname",
-    "lastname",
-    "email",
-    "phone",
-    "mobilephone",
-    "jobtitle",
-    "company",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "hs_lead_status",
-    "skills",
-    "summary",
-    "date_available",
-    "hubspot_owner_id",
-    "createdate",
-    "lastmodifieddate",
-    "hs_merged_object_ids",
-];
-
-/// Properties of the jobs custom object the canonical position is built from.
-pub const HUBSPOT_JOB_PROPERTIES: &[&str] = &[
-    "job_title",
-    "job_description",
-    "job_status",
-    "is_open",
-    "employment_type",
-    "salary",
-    "salary_min",
-    "salary_max",
-    "salary_unit",
-    "pay_rate",
-    "openings",
-    "start_date",
-    "skills",
-    "location",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "company_id",
-    "company_name",
-    "hubspot_owner_id",
-    "hs_createdate",
-    "hs_lastmodifieddate",
-    "hs_merged_object_ids",
-];
-
-/// Properties of a deal the canonical position is built from.
-pub const HUBSPOT_DEAL_PROPERTIES: &[&str] = &[
-    "dealname",
-    "description",
-    "dealstage",
-    "amount",
-    "hs_is_closed",
-    "start_date",
-    "skills",
-    "location",
-    "hubspot_owner_id",
-    "createdate",
-    "hs_lastmodifieddate",
-    "hs_merged_object_ids",
-];
-
-impl HubspotConfig {
-    /// The object configured for `entity`.
-    pub fn object(&self, entity: &str) -> Option<&HubspotObject> {
-        self.objects.iter().find(|o| o.entity == entity)
-    }
-
-    /// The object whose type is `object_type` (`contacts`, `2-123`, ...), or whose entity a
-    /// webhook subscription names (`contact`, `deal`).
-    pub fn object_for_type(&self, object_type: &str) -> Option<&HubspotObject> {
-        self.objects.iter().find(|o| {
-            o.object_type.eq_ignore_ascii_case(object_type)
-                || o.entity.eq_ignore_ascii_case(object_type)
-        })
-    }
-
-    /// The properties read for `o`: its own list, else the entity's defaults.
-    pub fn properties_of(&self, o: &HubspotObject) -> Vec<String> {
-        if !o.properties.is_empty() {
-            return o.properties.clone();
-        }
-        let defaults = match o.entity.as_str() {
-            "contact" => HUBSPOT_CONTACT_PROPERTIES,
-            "deal" => HUBSPOT_DEAL_PROPERTIES,
-            _ => HUBSPOT_JOB_PROPERTIES,
-        };
-        defaults.iter().map(|s| (*s).to_owned()).collect()
-    }
-}
-
-/// The webhook ingress (`[ingress]`): HubSpot POSTs signed event batches here.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngressConfig {
-    /// `host:port` the HTTP server binds.
-    pub listen: String,
-    /// The URL HubSpot calls, as configured in the app (scheme, host, path, no query), e.g.
-    /// `https://crm-hooks.example.com/webhooks/hubspot`: the v3 signature covers the full URL, which
-    /// behind a proxy differs from what the server sees. Empty: `http://<listen>/webhooks/hubspot`.
-    /// Env: `CRMFLOW_INGRESS_PUBLIC_URL`.
-    pub public_url: String,
-    /// Largest request body accepted, bytes (HubSpot sends at most 100 events per request).
-    pub max_body_bytes: usize,
-    /// Requests whose `X-HubSpot-Request-Timestamp` is older than this are refused, seconds.
-    pub max_timestamp_age_secs: u64,
-    /// The HubSpot app's client secret, which signs the webhooks. Env: `HUBSPOT_CLIENT_SECRET`.
-    #[serde(serialize_with = "redact_opt")]
-    pub client_secret: Option<SecretString>,
-    /// Webhook events remembered for de-duplication.
-    pub dedupe_capacity: u64,
-    /// Longest a request may take before it is answered 503 (HubSpot gives up after 5 s and
-    /// retries), milliseconds.
-    pub request_timeout_ms: u64,
-}
-
-impl Default for IngressConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8088".into(),
-            public_url: String::new(),
-            max_body_bytes: 1_048_576,
-            max_timestamp_age_secs: 300,
-            client_secret: None,
-            dedupe_capacity: 1_000_000,
-            request_timeout_ms: 4_500,
-        }
-    }
-}
-
-impl IngressConfig {
-    /// The URL the signature is computed over.
-    pub fn signed_url(&self, bound: std::net::SocketAddr) -> String {
-        if self.public_url.is_empty() {
-            format!("http://{bound}/webhooks/hubspot")
-        } else {
-            self.public_url.clone()
-        }
-    }
-}
 
 /// Which wire protocol the ML service speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1017,6 +685,9 @@ impl Config {
             &mut self.bullhorn.client_secret_file,
             &mut self.bullhorn.password_file,
             &mut self.ml.api_key_file,
+            &mut self.ingress.client_secret_file,
+            &mut self.salesforce.client_secret_file,
+            &mut self.salesforce.access_token_file,
         ] {
             if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
                 *path = None;
@@ -1039,6 +710,49 @@ impl Config {
         secret_from_file("bullhorn.password", &mut b.password, &b.password_file)?;
         let m = &mut self.ml;
         secret_from_file("ml.api_key", &mut m.api_key, &m.api_key_file)?;
+        if let Some(h) = &mut self.hubspot {
+            for path in [
+                &mut h.access_token_file,
+                &mut h.client_secret_file,
+                &mut h.refresh_token_file,
+            ] {
+                if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                    *path = None;
+                }
+            }
+            secret_from_file(
+                "hubspot.access_token",
+                &mut h.access_token,
+                &h.access_token_file,
+            )?;
+            secret_from_file(
+                "hubspot.client_secret",
+                &mut h.client_secret,
+                &h.client_secret_file,
+            )?;
+            secret_from_file(
+                "hubspot.refresh_token",
+                &mut h.refresh_token,
+                &h.refresh_token_file,
+            )?;
+        }
+        let i = &mut self.ingress;
+        secret_from_file(
+            "ingress.client_secret",
+            &mut i.client_secret,
+            &i.client_secret_file,
+        )?;
+        let sf = &mut self.salesforce;
+        secret_from_file(
+            "salesforce.client_secret",
+            &mut sf.client_secret,
+            &sf.client_secret_file,
+        )?;
+        secret_from_file(
+            "salesforce.access_token",
+            &mut sf.access_token,
+            &sf.access_token_file,
+        )?;
         let k = &mut self.kafka;
         secret_from_file(
             "kafka.sasl.password",

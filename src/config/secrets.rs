@@ -15,6 +15,12 @@ pub const SECRET_KEYS: &[(&str, &str)] = &[
     ("bullhorn.client_secret", "BULLHORN_CLIENT_SECRET"),
     ("bullhorn.password", "BULLHORN_PASSWORD"),
     ("ml.api_key", "ML_API_KEY"),
+    ("hubspot.access_token", "HUBSPOT_ACCESS_TOKEN"),
+    ("hubspot.refresh_token", "HUBSPOT_REFRESH_TOKEN"),
+    ("hubspot.client_secret", "HUBSPOT_OAUTH_CLIENT_SECRET"),
+    ("ingress.client_secret", "HUBSPOT_CLIENT_SECRET"),
+    ("salesforce.client_secret", "SALESFORCE_CLIENT_SECRET"),
+    ("salesforce.access_token", "SALESFORCE_ACCESS_TOKEN"),
     ("kafka.sasl.password", "KAFKA_SASL_PASSWORD"),
     ("kafka.tls.key_password", "KAFKA_SSL_KEY_PASSWORD"),
     (
@@ -101,6 +107,30 @@ mod tests {
             assert!(err.contains("bullhorn.password_file"), "{err}");
             assert!(err.contains("/run/secrets/nope"), "{err}");
             assert!(!err.contains('\n'), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn crm_secrets_come_from_files_too() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("hs.token", "pat-from-file\n")?;
+            jail.create_file("hs.app", "app-secret-from-file\n")?;
+            jail.create_file("sf.secret", "sf-secret-from-file\n")?;
+            jail.set_env("HUBSPOT_ACCESS_TOKEN_FILE", "hs.token");
+            jail.set_env("HUBSPOT_CLIENT_SECRET_FILE", "hs.app");
+            jail.set_env("SALESFORCE_CLIENT_SECRET_FILE", "sf.secret");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let h = c.hubspot.as_ref().expect("a HubSpot secret file turns HubSpot on");
+            let token = h.access_token.as_ref().unwrap();
+            assert_eq!(token.expose_secret(), "pat-from-file");
+            let app = c.ingress.client_secret.as_ref().unwrap();
+            assert_eq!(app.expose_secret(), "app-secret-from-file");
+            let sf = c.salesforce.client_secret.as_ref().unwrap();
+            assert_eq!(sf.expose_secret(), "sf-secret-from-file");
+            let shown = format!("{c:?}\n{}", c.redacted_toml());
+            assert!(!shown.contains("from-file"), "{shown}");
             Ok(())
         });
     }
