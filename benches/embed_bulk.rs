@@ -44,8 +44,22 @@ fn config(tag: &str) -> Config {
 
 fn candidate(id: u64) -> Candidate {
     const WORDS: [&str; 16] = [
-        "rust", "kafka", "postgres", "python", "java", "kubernetes", "react", "sql", "spark", "go",
-        "terraform", "aws", "ml", "security", "networks", "compilers",
+        "rust",
+        "kafka",
+        "postgres",
+        "python",
+        "java",
+        "kubernetes",
+        "react",
+        "sql",
+        "spark",
+        "go",
+        "terraform",
+        "aws",
+        "ml",
+        "security",
+        "networks",
+        "compilers",
     ];
     let w = |i: u64| WORDS[(i % 16) as usize];
     Candidate {
@@ -95,7 +109,11 @@ async fn produce(cfg: &Config, n: u64) -> anyhow::Result<()> {
     for id in 1..=n {
         let bytes = crmflow::codec::candidate().encode(&candidate(id))?;
         let key = format!("bullhorn:{id}");
-        acks.push(producer.send(&topic, key.as_bytes(), &bytes, OwnedHeaders::new()).await?);
+        acks.push(
+            producer
+                .send(&topic, key.as_bytes(), &bytes, OwnedHeaders::new())
+                .await?,
+        );
     }
     for a in acks {
         a.await?;
@@ -109,7 +127,10 @@ async fn run_stage(cfg: &Config, n: u64) -> anyhow::Result<f64> {
     crmflow::run::run(cfg.clone(), &[StageName::Embed], true).await?;
     let secs = started.elapsed().as_secs_f64();
     let client = crmflow::store::connect(cfg).await?;
-    let written: i64 = client.query_one("SELECT count(*) FROM embeddings", &[]).await?.get(0);
+    let written: i64 = client
+        .query_one("SELECT count(*) FROM embeddings", &[])
+        .await?
+        .get(0);
     assert_eq!(written as u64, n, "every record embedded");
     Ok(secs)
 }
@@ -135,11 +156,21 @@ async fn recall_at_10(
             .await?
             .get(0);
         client.batch_execute("SET enable_seqscan = off").await?;
-        let got: HashSet<String> =
-            client.query(&knn, &[&v]).await?.iter().map(|r| r.get(0)).collect();
-        client.batch_execute("RESET enable_seqscan; SET enable_indexscan = off").await?;
-        let truth: HashSet<String> =
-            client.query(&exact, &[&v]).await?.iter().map(|r| r.get(0)).collect();
+        let got: HashSet<String> = client
+            .query(&knn, &[&v])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        client
+            .batch_execute("RESET enable_seqscan; SET enable_indexscan = off")
+            .await?;
+        let truth: HashSet<String> = client
+            .query(&exact, &[&v])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         client.batch_execute("RESET enable_indexscan").await?;
         total += got.intersection(&truth).count() as f64 / truth.len().max(1) as f64;
     }
@@ -175,7 +206,10 @@ async fn main() -> anyhow::Result<()> {
     let client = crmflow::store::connect(&bulk).await?;
     // The build ran at the end of the run: from the last vector written to the run's end.
     let last_write: f64 = client
-        .query_one("SELECT extract(epoch FROM now() - max(updated_at))::float8 FROM embeddings", &[])
+        .query_one(
+            "SELECT extract(epoch FROM now() - max(updated_at))::float8 FROM embeddings",
+            &[],
+        )
         .await?
         .get(0);
     let build_secs = last_write.min(bulk_started.elapsed().as_secs_f64());
@@ -190,7 +224,12 @@ async fn main() -> anyhow::Result<()> {
     let size = |sql: &str| {
         let client = &client;
         let sql = sql.to_owned();
-        async move { client.query_one(&sql, &[]).await.map(|r| r.get::<_, i64>(0)) }
+        async move {
+            client
+                .query_one(&sql, &[])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+        }
     };
     let table_bytes = size("SELECT pg_table_size('embeddings')").await?;
     let vector_index_bytes = size(
@@ -224,12 +263,17 @@ async fn main() -> anyhow::Result<()> {
     let recall_half = recall_at_10(&client, &half_params, &model, &ids).await?;
     let per_100k = |bytes: i64| bytes as f64 * 100_000.0 / n as f64 / (1024.0 * 1024.0);
 
-    println!("embed bulk vs incremental, {n} records, ML sim 100 ms per batch of 500, 5 in flight:");
+    println!(
+        "embed bulk vs incremental, {n} records, ML sim 100 ms per batch of 500, 5 in flight:"
+    );
     println!("  incremental (per-row HNSW inserts): {inc_secs:>8.1} s  {inc_rate:>8.0} records/s");
     println!(
         "  bulk (no index, one build at end):  {bulk_secs:>8.1} s  {bulk_rate:>8.0} records/s  (index build ~{build_secs:.1} s of it)"
     );
-    println!("  bulk / incremental:                 {:>8.2}x", bulk_rate / inc_rate);
+    println!(
+        "  bulk / incremental:                 {:>8.2}x",
+        bulk_rate / inc_rate
+    );
     println!(
         "  recall@10 vs exact ({QUERIES} queries, m={}, ef_construction={}, ef_search=40): vector {recall_vector:.3}, halfvec {recall_half:.3}",
         vector_params.m, vector_params.ef_construction

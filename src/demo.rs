@@ -418,14 +418,15 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
             (handle, "ML model all-MiniLM-L6-v2 (crmflow ml serve)")
         }
         None => {
-            let handle = crmflow_embedding::sim::Simulator::start(crmflow_embedding::sim::SimArgs {
-                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-                dim: cfg.ml.dim,
-                latency_ms: args.ml_latency_ms,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Other(format!("ML simulator: {e}")))?;
+            let handle =
+                crmflow_embedding::sim::Simulator::start(crmflow_embedding::sim::SimArgs {
+                    listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    dim: cfg.ml.dim,
+                    latency_ms: args.ml_latency_ms,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Other(format!("ML simulator: {e}")))?;
             (handle, "ML simulator")
         }
     };

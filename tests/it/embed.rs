@@ -692,10 +692,19 @@ async fn bulk_path_killed_mid_load_converges_and_builds_the_index_once() {
         assert!(std::time::Instant::now() < deadline, "bulk path not taken");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(bulk_rows(&cfg).await, [(model.clone(), "candidate".to_owned())]);
+    assert_eq!(
+        bulk_rows(&cfg).await,
+        [(model.clone(), "candidate".to_owned())]
+    );
     let indexes = hnsw_indexes(&cfg).await;
-    assert!(!indexes.contains(&cand_index), "candidate index dropped: {indexes:?}");
-    assert!(indexes.contains(&pos_index), "position index kept: {indexes:?}");
+    assert!(
+        !indexes.contains(&cand_index),
+        "candidate index dropped: {indexes:?}"
+    );
+    assert!(
+        indexes.contains(&pos_index),
+        "position index kept: {indexes:?}"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
@@ -707,7 +716,10 @@ async fn bulk_path_killed_mid_load_converges_and_builds_the_index_once() {
         if bulk_rows(&cfg).await.is_empty() {
             break; // caught up and built before the kill
         }
-        assert!(!hnsw_indexes(&cfg).await.contains(&cand_index), "no index while loading");
+        assert!(
+            !hnsw_indexes(&cfg).await.contains(&cand_index),
+            "no index while loading"
+        );
     }
     let mut last = spawn_stage(&cfg, "embed", &env, true);
     let status = tokio::task::spawn_blocking(move || last.wait())
@@ -715,10 +727,18 @@ async fn bulk_path_killed_mid_load_converges_and_builds_the_index_once() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "final one-shot embed exited {status}");
-    assert_vectors(&cfg, &vectors(&cfg, &model).await, &latest, "after the bulk load and kills");
+    assert_vectors(
+        &cfg,
+        &vectors(&cfg, &model).await,
+        &latest,
+        "after the bulk load and kills",
+    );
     assert!(bulk_rows(&cfg).await.is_empty(), "the bulk load ended");
     let indexes = hnsw_indexes(&cfg).await;
-    assert!(indexes.contains(&cand_index) && indexes.contains(&pos_index), "{indexes:?}");
+    assert!(
+        indexes.contains(&cand_index) && indexes.contains(&pos_index),
+        "{indexes:?}"
+    );
     // Round 1 repeated round 0's text: only kills may have re-sent a text, never a whole round.
     let embedded = sim.stats().inputs_embedded;
     assert!(
@@ -757,7 +777,10 @@ async fn bulk_path_killed_mid_load_converges_and_builds_the_index_once() {
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(plan.contains(&cand_index), "k-NN uses the built index:\n{plan}");
+    assert!(
+        plan.contains(&cand_index),
+        "k-NN uses the built index:\n{plan}"
+    );
 }
 
 /// `embed backfill` for a new model past the threshold loads in bulk and builds the index at
@@ -787,6 +810,9 @@ async fn bulk_backfill_builds_the_new_models_index_and_keeps_the_old_one() {
     let indexes = hnsw_indexes(&v2).await;
     let new_index = index_name(&v2.ml.model, Entity::Candidate, v2.embed.storage);
     assert!(indexes.contains(&new_index), "{indexes:?}");
-    assert!(indexes.contains(&old_index), "old model's index untouched: {indexes:?}");
+    assert!(
+        indexes.contains(&old_index),
+        "old model's index untouched: {indexes:?}"
+    );
     assert_eq!(vectors(&v2, &v2.ml.model).await.len(), 300);
 }

@@ -11,8 +11,20 @@ use std::time::Instant;
 use crmflow_embedding::model::MiniLm;
 
 fn texts(n: usize) -> Vec<String> {
-    let titles = ["Senior Rust Engineer", "Registered Nurse", "Data Analyst", "Warehouse Associate", "Java Developer"];
-    let skills = ["Rust, Tokio, Kafka, PostgreSQL", "ICU, triage, patient care", "SQL, Python, Tableau", "forklift, inventory", "Java, Spring, Hibernate"];
+    let titles = [
+        "Senior Rust Engineer",
+        "Registered Nurse",
+        "Data Analyst",
+        "Warehouse Associate",
+        "Java Developer",
+    ];
+    let skills = [
+        "Rust, Tokio, Kafka, PostgreSQL",
+        "ICU, triage, patient care",
+        "SQL, Python, Tableau",
+        "forklift, inventory",
+        "Java, Spring, Hibernate",
+    ];
     (0..n)
         .map(|i| {
             format!(
@@ -37,20 +49,34 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
-    let dir = std::env::var_os("CRMFLOW_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("CRMFLOW_CACHE_DIR").unwrap_or_else(|| "/var/cache/crmflow".into());
-        PathBuf::from(cache).join("models/all-MiniLM-L6-v2-0.1.0")
-    });
+    let dir = std::env::var_os("CRMFLOW_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("CRMFLOW_CACHE_DIR")
+                .unwrap_or_else(|| "/var/cache/crmflow".into());
+            PathBuf::from(cache).join("models/all-MiniLM-L6-v2-0.1.0")
+        });
     if !MiniLm::present(&dir) {
-        println!("minilm bench skipped: no model in {} (run scripts/model)", dir.display());
+        println!(
+            "minilm bench skipped: no model in {} (run scripts/model)",
+            dir.display()
+        );
         return;
     }
-    let n: usize = std::env::var("BENCH_TEXTS").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let n: usize = std::env::var("BENCH_TEXTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
     let texts = texts(n);
     let cores = candle_core::utils::get_num_threads();
     for batch in [32usize, 128] {
         let model = MiniLm::load(&dir, batch).expect("model loads");
-        let tokens: usize = model.tokenize(&texts).expect("tokenizes").iter().map(Vec::len).sum();
+        let tokens: usize = model
+            .tokenize(&texts)
+            .expect("tokenizes")
+            .iter()
+            .map(Vec::len)
+            .sum();
         model.embed(&texts[..batch.min(n)]).expect("warm-up");
         let started = Instant::now();
         let vectors = model.embed(&texts).expect("embeds");

@@ -14,10 +14,10 @@
 //! The crate knows nothing of Kafka or Postgres: the embed stage in the `crmflow` crate adapts it.
 
 pub mod client;
-#[cfg(feature = "sim")]
-pub mod sim;
 #[cfg(feature = "model")]
 pub mod model;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod wire;
 
 pub use client::{ClientConfig, EmbedError, EmbeddingClient, Protocol};

@@ -25,8 +25,12 @@ struct Case {
 }
 
 fn reference() -> Reference {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/minilm_reference.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("reference file")).expect("reference parses")
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/minilm_reference.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).expect("reference file"))
+        .expect("reference parses")
 }
 
 /// The model directory, or `None` (with the reason printed) when the files are not there.
@@ -34,14 +38,18 @@ fn model_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("CRMFLOW_MODEL_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => {
-            let cache = std::env::var_os("CRMFLOW_CACHE_DIR").unwrap_or_else(|| "/var/cache/crmflow".into());
+            let cache = std::env::var_os("CRMFLOW_CACHE_DIR")
+                .unwrap_or_else(|| "/var/cache/crmflow".into());
             PathBuf::from(cache).join("models/all-MiniLM-L6-v2-0.1.0")
         }
     };
     if MiniLm::present(&dir) {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: no model files in {} (run scripts/model, or set CRMFLOW_MODEL_DIR)", dir.display());
+        eprintln!(
+            "SKIPPED: no model files in {} (run scripts/model, or set CRMFLOW_MODEL_DIR)",
+            dir.display()
+        );
         None
     }
 }
@@ -60,9 +68,17 @@ fn assert_parity(cases: &[Case], vectors: &[Vec<f32>], what: &str) {
     for (case, vector) in cases.iter().zip(vectors) {
         assert_eq!(vector.len(), 384, "{what}: dimension");
         let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "{what}: not normalised ({norm}) for {:?}", case.text);
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "{what}: not normalised ({norm}) for {:?}",
+            case.text
+        );
         let cos = cosine(vector, &case.vector);
-        assert!(cos >= 0.999, "{what}: cosine {cos} < 0.999 for {:?}", case.text);
+        assert!(
+            cos >= 0.999,
+            "{what}: cosine {cos} < 0.999 for {:?}",
+            case.text
+        );
     }
 }
 
@@ -76,7 +92,11 @@ fn minilm_matches_the_sentence_transformers_reference() {
     for batch_size in [32, 5, 1] {
         let model = MiniLm::load(&dir, batch_size).expect("model loads");
         let vectors = model.embed(&texts).expect("embeds");
-        assert_parity(&reference.cases, &vectors, &format!("batch size {batch_size}"));
+        assert_parity(
+            &reference.cases,
+            &vectors,
+            &format!("batch size {batch_size}"),
+        );
     }
 }
 
@@ -91,7 +111,10 @@ fn minilm_truncates_at_256_tokens_like_the_reference() {
     let counts: Vec<usize> = ids.iter().map(Vec::len).collect();
     let expected: Vec<usize> = reference.cases.iter().map(|c| c.tokens).collect();
     assert_eq!(counts, expected);
-    assert!(counts.iter().filter(|&&n| n == 256).count() >= 2, "long texts are cut at 256");
+    assert!(
+        counts.iter().filter(|&&n| n == 256).count() >= 2,
+        "long texts are cut at 256"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,12 +128,16 @@ async fn ml_serve_answers_tei_and_openai_with_model_vectors() {
     for protocol in [Protocol::Tei, Protocol::OpenAi] {
         let mut config = ClientConfig::new(server.base_url(), protocol, serve::DEFAULT_MODEL_NAME);
         config.expected_dim = Some(384);
+        // The CPU is shared with the other tests of this binary (and whatever else runs).
+        config.timeout = std::time::Duration::from_secs(600);
         let client = EmbeddingClient::new(config).expect("client builds");
         let vectors = client.embed(&texts).await.expect("server embeds");
         assert_parity(&reference.cases, &vectors, &format!("{protocol:?}"));
     }
     // Semantic, not lexical: a Rust job is nearer a Rust developer than a nurse or an accountant.
-    let client = EmbeddingClient::new(ClientConfig::new(server.base_url(), Protocol::Tei, "m")).unwrap();
+    let mut config = ClientConfig::new(server.base_url(), Protocol::Tei, "m");
+    config.timeout = std::time::Duration::from_secs(600);
+    let client = EmbeddingClient::new(config).unwrap();
     let probe: Vec<String> = [
         "Senior Rust Engineer",
         "Systems programmer: Rust, C++, Linux kernel, memory safety",
@@ -122,7 +149,10 @@ async fn ml_serve_answers_tei_and_openai_with_model_vectors() {
     let v = client.embed(&probe).await.unwrap();
     assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.1);
     assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[3]) + 0.1);
-    assert_eq!(server.stats().inputs_embedded as usize, 2 * texts.len() + probe.len());
+    assert_eq!(
+        server.stats().inputs_embedded as usize,
+        2 * texts.len() + probe.len()
+    );
     server.shutdown().await.expect("server stops");
 }
 

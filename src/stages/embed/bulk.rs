@@ -95,7 +95,12 @@ pub async fn enter(
         .execute(
             "INSERT INTO embed_bulk (model, entity, reason, backlog) VALUES ($1, $2, $3, $4)
              ON CONFLICT (model, entity) DO NOTHING",
-            &[&model, &entity.as_str(), &reason.as_str(), &(backlog as i64)],
+            &[
+                &model,
+                &entity.as_str(),
+                &reason.as_str(),
+                &(backlog as i64),
+            ],
         )
         .await?;
     for storage in [
@@ -189,12 +194,12 @@ mod tests {
     fn bulk_needs_a_backlog_past_the_threshold_and_past_what_is_stored() {
         // (backlog, stored, threshold) -> bulk?
         let table = [
-            (50_000, 0, 20_000, true),       // initial sync
-            (200_000, 1_000, 20_000, true),  // new model, barely started
-            (19_999, 0, 20_000, false),      // small backlog: incremental
+            (50_000, 0, 20_000, true),         // initial sync
+            (200_000, 1_000, 20_000, true),    // new model, barely started
+            (19_999, 0, 20_000, false),        // small backlog: incremental
             (200_000, 200_000, 20_000, false), // replay over current vectors: keep the index
-            (200_000, 150_000, 20_000, true), // more to load than stored
-            (1_000_000, 0, 0, false),        // disabled
+            (200_000, 150_000, 20_000, true),  // more to load than stored
+            (1_000_000, 0, 0, false),          // disabled
         ];
         for (backlog, stored, threshold, want) in table {
             assert_eq!(

@@ -105,10 +105,12 @@ impl MiniLm {
             })?;
         let st_path = dir.join("sentence_bert_config.json");
         let max_seq_length = if st_path.is_file() {
-            let st: SentenceBertConfig = serde_json::from_slice(&read("sentence_bert_config.json")?)
-                .map_err(|source| ModelError::Config {
-                    path: st_path,
-                    source,
+            let st: SentenceBertConfig =
+                serde_json::from_slice(&read("sentence_bert_config.json")?).map_err(|source| {
+                    ModelError::Config {
+                        path: st_path,
+                        source,
+                    }
                 })?;
             st.max_seq_length
         } else {

@@ -90,7 +90,10 @@ struct BagOfWords {
 
 impl Embedder for BagOfWords {
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        Ok(texts.iter().map(|text| embed_text(text, self.dim)).collect())
+        Ok(texts
+            .iter()
+            .map(|text| embed_text(text, self.dim))
+            .collect())
     }
 }
 
@@ -413,7 +416,10 @@ async fn embed_request(
 }
 
 /// Runs the embedder, on a blocking thread when it is heavy; its failure is the server's (500).
-async fn compute(embedder: &Arc<dyn Embedder>, inputs: &[String]) -> Result<Vec<Vec<f32>>, Refusal> {
+async fn compute(
+    embedder: &Arc<dyn Embedder>,
+    inputs: &[String],
+) -> Result<Vec<Vec<f32>>, Refusal> {
     let result = if embedder.blocking() {
         let embedder = embedder.clone();
         let inputs = inputs.to_vec();
