@@ -39,6 +39,7 @@ fn config(tag: &str) -> Config {
     cfg.embed.batch_size = 500;
     cfg.embed.max_in_flight = 5;
     cfg.embed.linger_ms = 200;
+    cfg.metrics.listen = String::new();
     cfg
 }
 
@@ -121,7 +122,7 @@ async fn produce(cfg: &Config, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the embed stage one-shot; returns (seconds, records/s).
+/// Runs the embed stage one-shot; returns its wall-clock seconds.
 async fn run_stage(cfg: &Config, n: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
     crmflow::run::run(cfg.clone(), &[StageName::Embed], true).await?;
@@ -232,9 +233,14 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let table_bytes = size("SELECT pg_table_size('embeddings')").await?;
-    let vector_index_bytes = size(
-        "SELECT coalesce(sum(pg_relation_size(indexrelid)), 0)::int8 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'embeddings_hnsw_%'",
-    )
+    let vector_index_bytes = size(&format!(
+        "SELECT pg_relation_size('{}')",
+        crmflow::stages::embed::store::index_name(
+            &model,
+            crmflow::stages::embed::text::Entity::Candidate,
+            VectorStorage::Vector
+        )
+    ))
     .await?;
 
     // halfvec: the same rows, an index on embedding::halfvec(384), built here.
