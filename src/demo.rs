@@ -411,7 +411,10 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
             // CPU-bound: one batch computing and one on the wire keeps both cores busy
             // without queueing work behind the model (see README, Performance).
             cfg.embed.max_in_flight = cfg.embed.max_in_flight.min(2);
-            cfg.embed.batch_size = cfg.embed.batch_size.min(128);
+            cfg.embed.batch_size = cfg.embed.batch_size.min(64);
+            // A batch of long texts (256 tokens each) takes seconds on a busy CPU; a timeout
+            // would only resend it.
+            cfg.ml.timeout_secs = cfg.ml.timeout_secs.max(300);
             let handle = crmflow_embedding::model::serve::start(&serve, model)
                 .await
                 .map_err(|e| Error::Other(format!("ML server: {e}")))?;
