@@ -39,15 +39,15 @@ mod postgres;
 mod salesforce;
 mod secrets;
 
+pub use hubspot::{
+    HubspotConfig, HubspotMode, HubspotObject, IngressConfig, HUBSPOT_CONTACT_PROPERTIES,
+    HUBSPOT_DEAL_PROPERTIES, HUBSPOT_JOB_PROPERTIES,
+};
 pub use kafka::{
     ClientProperties, KafkaConfig, KafkaSaslConfig, KafkaTlsConfig, SaslMechanism, SecurityProtocol,
 };
 use postgres::url_layer;
 pub use postgres::{PostgresConfig, SslMode};
-pub use hubspot::{
-    HubspotConfig, HubspotMode, HubspotObject, IngressConfig, HUBSPOT_CONTACT_PROPERTIES,
-    HUBSPOT_DEAL_PROPERTIES, HUBSPOT_JOB_PROPERTIES,
-};
 pub use salesforce::{SalesforceAuth, SalesforceConfig, SALESFORCE_CONTACT_FIELDS};
 use secrets::secret_from_file;
 pub use secrets::{read_secret_file, SECRET_KEYS};
@@ -322,7 +322,6 @@ pub struct BullhornCredentials {
     pub password: SecretString,
 }
 
-
 /// Which wire protocol the ML service speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -351,6 +350,10 @@ pub struct MlConfig {
     pub api_key_file: Option<PathBuf>,
     /// Per-request timeout, seconds.
     pub timeout_secs: u64,
+    /// Directory of the model `crmflow ml serve` runs (model.safetensors, tokenizer.json,
+    /// config.json; `scripts/model` fetches all-MiniLM-L6-v2 and prints it). Env:
+    /// `CRMFLOW_ML__MODEL_DIR`. Unused by the pipeline itself.
+    pub model_dir: Option<String>,
 }
 
 impl Default for MlConfig {
@@ -363,6 +366,7 @@ impl Default for MlConfig {
             api_key: None,
             api_key_file: None,
             timeout_secs: 30,
+            model_dir: None,
         }
     }
 }
@@ -525,6 +529,39 @@ pub struct EmbedConfig {
     pub hash_cache_capacity: u64,
     /// Queue entries the match step takes per transaction.
     pub match_batch_size: usize,
+    /// Backlog (records waiting on one entity's input topic) from which the stage takes the
+    /// bulk path for that (model, entity) when the backlog also exceeds the vectors already
+    /// stored for it (an initial sync, a new model; not a replay of what is stored): the
+    /// HNSW index is dropped, vectors go in without per-row index inserts, and the index is
+    /// built once when the stage has caught up. `embed backfill` takes it from this many
+    /// records to embed. 0 disables the bulk path.
+    pub bulk_threshold: u64,
+    /// Index storage of the vectors: `vector` (4 bytes per dimension) or `halfvec` (2 bytes
+    /// per dimension, half the index size; cosine ranks barely move at 384 dimensions).
+    pub storage: VectorStorage,
+    /// HNSW `m`: neighbours per node (pgvector default 16). Applies to indexes built from now.
+    pub hnsw_m: u32,
+    /// HNSW `ef_construction`: candidate list while building (pgvector default 64).
+    pub hnsw_ef_construction: u32,
+    /// HNSW `ef_search` of the match queries; 0 means twice `top_k` (at most 1000).
+    pub hnsw_ef_search: u32,
+    /// `maintenance_work_mem` of the one-off index build at the end of a bulk load, MiB. The
+    /// build is fast while the graph fits in it (about 1.1 KiB per 384-dim vector at m = 16).
+    pub index_build_mem_mb: u64,
+    /// `max_parallel_maintenance_workers` of that build (Postgres caps it by
+    /// `max_worker_processes`); 0 builds in the writing backend alone.
+    pub index_build_workers: u32,
+}
+
+/// How vectors are stored in the HNSW indexes (the `embeddings.embedding` column itself is
+/// always `vector`, so models of any dimension share the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorStorage {
+    /// `vector(dim)`, `vector_cosine_ops`.
+    Vector,
+    /// `halfvec(dim)`, `halfvec_cosine_ops`.
+    Halfvec,
 }
 
 impl Default for EmbedConfig {
@@ -539,6 +576,13 @@ impl Default for EmbedConfig {
             top_k: 20,
             hash_cache_capacity: 200_000,
             match_batch_size: 100,
+            bulk_threshold: 20_000,
+            storage: VectorStorage::Vector,
+            hnsw_m: 16,
+            hnsw_ef_construction: 64,
+            hnsw_ef_search: 0,
+            index_build_mem_mb: 1024,
+            index_build_workers: 2,
         }
     }
 }

@@ -54,6 +54,14 @@ pub struct DemoArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Directory of the all-MiniLM-L6-v2 model (`scripts/model` fetches it and prints it;
+    /// default `ml.model_dir`). When the model is there, the demo embeds with it (`crmflow ml
+    /// serve`, in process) instead of the bag-of-words ML simulator.
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Use the ML simulator even when the model is there.
+    #[arg(long)]
+    pub ml_sim: bool,
 }
 
 /// The log filter the demo uses when neither `RUST_LOG` nor `telemetry.log_level` was set:
@@ -137,6 +145,12 @@ pub struct MatchedCandidate {
     pub candidate_id: String,
     pub name: String,
     pub score: f32,
+    /// The candidate's occupation, so a reader can judge the match.
+    #[serde(default)]
+    pub occupation: Option<String>,
+    /// The candidate's first few skills.
+    #[serde(default)]
+    pub skills: Vec<String>,
 }
 
 /// The best candidates for one position.
@@ -328,8 +342,14 @@ impl Summary {
             for c in &p.candidates {
                 let _ = writeln!(
                     o,
-                    "    {}. {:.3}  {} (candidate {})",
-                    c.rank, c.score, c.name, c.candidate_id
+                    "    {}. {:.3}  {} (candidate {}) — {}{}{}",
+                    c.rank,
+                    c.score,
+                    c.name,
+                    c.candidate_id,
+                    c.occupation.as_deref().unwrap_or("(no occupation)"),
+                    if c.skills.is_empty() { "" } else { "; " },
+                    c.skills.join(", ")
                 );
             }
         }
@@ -447,14 +467,44 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
     })
     .await
     .map_err(|e| Error::Other(format!("bullhorn simulator: {e}")))?;
-    let ml = crmflow_embedding::sim::Simulator::start(crmflow_embedding::sim::SimArgs {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        dim: cfg.ml.dim,
-        latency_ms: args.ml_latency_ms,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| Error::Other(format!("ML simulator: {e}")))?;
+    let model_dir = args
+        .model_dir
+        .clone()
+        .or_else(|| cfg.ml.model_dir.as_ref().map(PathBuf::from))
+        .filter(|dir| !args.ml_sim && crmflow_embedding::model::MiniLm::present(dir));
+    let (ml, ml_name) = match model_dir {
+        Some(dir) => {
+            let serve = crmflow_embedding::model::ServeArgs::for_tests(dir);
+            let model = crmflow_embedding::model::serve::load(&serve)
+                .await
+                .map_err(|e| Error::Other(format!("ML model: {e}")))?;
+            cfg.ml.dim = model.dim();
+            cfg.ml.model = "all-MiniLM-L6-v2".into();
+            // CPU-bound: one batch computing and one on the wire keeps both cores busy
+            // without queueing work behind the model (see README, Performance).
+            cfg.embed.max_in_flight = cfg.embed.max_in_flight.min(2);
+            cfg.embed.batch_size = cfg.embed.batch_size.min(64);
+            // A batch of long texts (256 tokens each) takes seconds on a busy CPU; a timeout
+            // would only resend it.
+            cfg.ml.timeout_secs = cfg.ml.timeout_secs.max(300);
+            let handle = crmflow_embedding::model::serve::start(&serve, model)
+                .await
+                .map_err(|e| Error::Other(format!("ML server: {e}")))?;
+            (handle, "ML model all-MiniLM-L6-v2 (crmflow ml serve)")
+        }
+        None => {
+            let handle =
+                crmflow_embedding::sim::Simulator::start(crmflow_embedding::sim::SimArgs {
+                    listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    dim: cfg.ml.dim,
+                    latency_ms: args.ml_latency_ms,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Other(format!("ML simulator: {e}")))?;
+            (handle, "ML simulator")
+        }
+    };
     let hubspot = if args.hubspot_contacts + args.hubspot_jobs > 0 {
         let sim = crmflow_hubspot::sim::Simulator::start(crmflow_hubspot::sim::SimConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -519,7 +569,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
         }
     );
     println!(
-        "  Bullhorn simulator {} (state: {}/sim/stats), ML simulator {}",
+        "  Bullhorn simulator {} (state: {}/sim/stats), {ml_name} {}",
         bullhorn.rest_services_url(),
         bullhorn.base_url(),
         cfg.ml.url
@@ -820,20 +870,28 @@ pub async fn read_summary(
     let rows = client
         .query(
             "WITH p AS (
-                 SELECT p.crm, p.crm_id, coalesce(p.title, '(untitled)') AS title
+                 SELECT p.crm, p.crm_id, coalesce(p.title, '(untitled)') AS title,
+                        -- A Rust engineering job first (semantic vectors should bring Rust and
+                        -- systems people), then jobs of other fields, so a reader can judge.
+                        CASE WHEN p.title ILIKE '%engineer%' AND 'Rust' = ANY(p.skills) THEN 0
+                             WHEN p.title ILIKE '%nurse%' THEN 1
+                             WHEN p.title ILIKE '%account%' OR p.title ILIKE '%financ%' THEN 2
+                             ELSE 3 END AS kind,
+                        coalesce(p.is_open, false) AS open
                  FROM positions p
                  WHERE p.deleted_at IS NULL
                    AND EXISTS (SELECT 1 FROM matches m WHERE m.model = $1 AND m.from_entity = 'position'
                                AND m.from_crm = p.crm AND m.from_id = p.crm_id)
-                 ORDER BY coalesce(p.is_open, false) DESC, length(p.crm_id), p.crm_id
+                 ORDER BY kind, open DESC, length(p.crm_id), p.crm_id
                  LIMIT 3)
              SELECT p.crm_id, p.title, m.rank, m.to_id,
-                    trim(coalesce(c.first_name, '') || ' ' || coalesce(c.last_name, '')), m.score
+                    trim(coalesce(c.first_name, '') || ' ' || coalesce(c.last_name, '')), m.score,
+                    c.occupation, coalesce(c.skills[1:4], '{}')
              FROM p
              JOIN matches m ON m.model = $1 AND m.from_entity = 'position' AND m.from_crm = p.crm
                            AND m.from_id = p.crm_id AND m.rank <= 3
              LEFT JOIN candidates c ON c.crm = m.to_crm AND c.crm_id = m.to_id
-             ORDER BY length(p.crm_id), p.crm_id, m.rank",
+             ORDER BY p.kind, p.open DESC, length(p.crm_id), p.crm_id, m.rank",
             &[&model],
         )
         .await?;
@@ -858,6 +916,8 @@ pub async fn read_summary(
                     name
                 },
                 score: r.get(5),
+                occupation: r.get(6),
+                skills: r.get(7),
             });
         }
     }

@@ -62,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: EmbedCommand,
     },
+    /// Run the embedding model locally.
+    Ml {
+        #[command(subcommand)]
+        command: MlCommand,
+    },
     /// Run a simulator of an outside service.
     Sim {
         #[command(subcommand)]
@@ -169,6 +174,14 @@ enum EmbedCommand {
     /// records whose vector is current; resumable. Prints {updated, skipped, failed,
     /// duration_seconds} as JSON.
     Backfill,
+}
+
+#[derive(Subcommand)]
+enum MlCommand {
+    /// Serve sentence-transformers/all-MiniLM-L6-v2 (384 dimensions, CPU) on the ML simulator's
+    /// endpoints (TEI `POST /embed`, OpenAI `POST /v1/embeddings`); the model directory comes
+    /// from --model-dir or `ml.model_dir` (`scripts/model` fetches it and prints it).
+    Serve(crmflow_embedding::model::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -298,6 +311,14 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         } => {
             let report = crmflow::stages::embed::backfill::run(&cfg).await?;
             println!("{}", serde_json::to_string(&report)?);
+        }
+        Command::Ml {
+            command: MlCommand::Serve(mut args),
+        } => {
+            if args.model_dir.is_none() {
+                args.model_dir = cfg.ml.model_dir.as_ref().map(Into::into);
+            }
+            crmflow_embedding::model::serve::run(args).await?;
         }
         Command::Sim {
             command: SimCommand::Ml(args),

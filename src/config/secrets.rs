@@ -122,7 +122,10 @@ mod tests {
             jail.set_env("HUBSPOT_CLIENT_SECRET_FILE", "hs.app");
             jail.set_env("SALESFORCE_CLIENT_SECRET_FILE", "sf.secret");
             let c = Config::load(None).map_err(|e| e.to_string())?;
-            let h = c.hubspot.as_ref().expect("a HubSpot secret file turns HubSpot on");
+            let h = c
+                .hubspot
+                .as_ref()
+                .expect("a HubSpot secret file turns HubSpot on");
             let token = h.access_token.as_ref().unwrap();
             assert_eq!(token.expose_secret(), "pat-from-file");
             let app = c.ingress.client_secret.as_ref().unwrap();

@@ -32,6 +32,7 @@
 //! their batch-mates are written. Anything else (auth, a broken response) stops the stage.
 
 pub mod backfill;
+pub mod bulk;
 pub mod store;
 pub mod text;
 
@@ -456,7 +457,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
     let pool = crate::store::pool(&cfg)?;
     let vector_type = {
         let mut c = pool.get().await?;
-        store::ensure_indexes(&mut c, &model, cfg.ml.dim).await?;
+        store::ensure_indexes(&mut c, &model, &store::IndexParams::from_config(&cfg)).await?;
         store::vector_type(&c).await.map_err(store::no_pgvector)?
     };
     let lookup = Arc::new(PgOffsets::new(pool.clone(), group.clone()));
@@ -466,6 +467,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
         &[&inputs.candidate, &inputs.position],
         Some(lookup),
     )?;
+    let mut bulk_active = enter_bulk_if_large(&cfg, &consumer, &pool, &group, &inputs).await?;
     let writer = Arc::new(Writer {
         pool: pool.clone(),
         producer: Producer::new(&cfg.kafka)?,
@@ -611,6 +613,10 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             msg = consumer.recv_until(wake), if can_read => match msg {
                 Ok(None) => {
                     if gather.messages == 0 && inflight.is_empty() && lanes.is_idle() {
+                        if bulk_active && caught_up(&consumer, &pool, &group, &input_list).await? {
+                            bulk::finish(&pool, &cfg, &model).await?;
+                            bulk_active = false;
+                        }
                         if let Some(e) = idle(&ctx, &consumer, &pool, &group, &input_list, epoch, &mut last_control_check, &writer.stats).await? {
                             match e {
                                 Idle::Done => return Ok(()),
@@ -652,6 +658,56 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
 enum Idle {
     Done,
     Replayed(i64),
+}
+
+/// Takes the bulk path ([`bulk`]) for each side whose input backlog is past
+/// `embed.bulk_threshold` and past the vectors stored for it. Returns whether a bulk load (this
+/// one, or one an earlier run left unfinished) is in progress for the model.
+async fn enter_bulk_if_large(
+    cfg: &Config,
+    consumer: &kafka::StageConsumer,
+    pool: &Pool,
+    group: &str,
+    inputs: &InputTopics,
+) -> Result<bool> {
+    let model = &cfg.ml.model;
+    if cfg.embed.bulk_threshold > 0 {
+        let stored_offsets = offsets::load_all(&pool.get().await?, group).await?;
+        let topics = [inputs.candidate.clone(), inputs.position.clone()];
+        let lags = crate::runtime::progress::lag(consumer, &topics, &stored_offsets).await?;
+        let client = pool.get().await?;
+        for (entity, topic) in [
+            (Entity::Candidate, &inputs.candidate),
+            (Entity::Position, &inputs.position),
+        ] {
+            let backlog: u64 = lags
+                .iter()
+                .filter(|((t, _), _)| t == topic)
+                .map(|(_, &l)| l.max(0) as u64)
+                .sum();
+            if backlog < cfg.embed.bulk_threshold {
+                continue;
+            }
+            let stored = bulk::stored(&client, model, entity).await?;
+            if bulk::should_bulk(backlog, stored, cfg.embed.bulk_threshold) {
+                bulk::enter(pool, model, entity, bulk::Reason::Backlog, backlog).await?;
+            }
+        }
+    }
+    Ok(!bulk::active(&pool.get().await?, model).await?.is_empty())
+}
+
+/// Whether the group has consumed every input to its end (stored offsets at the high
+/// watermarks): the moment a bulk load builds its index.
+async fn caught_up(
+    consumer: &kafka::StageConsumer,
+    pool: &Pool,
+    group: &str,
+    input_list: &[String],
+) -> Result<bool> {
+    let stored = offsets::load_all(&pool.get().await?, group).await?;
+    let lag = crate::runtime::progress::lag(consumer, input_list, &stored).await?;
+    Ok(lag.values().all(|&l| l <= 0))
 }
 
 /// Idle housekeeping: notice a replay request, and in one-shot mode whether we are done.

@@ -55,11 +55,11 @@ struct Queued {
 pub async fn run(ctx: RunCtx) -> Result<()> {
     let cfg = ctx.cfg.clone();
     let model = cfg.ml.model.clone();
-    let dim = cfg.ml.dim;
     let k = cfg.embed.top_k.max(1) as i64;
     let limit = cfg.embed.match_batch_size.max(1) as i64;
     let pool = crate::store::pool(&cfg)?;
-    estore::ensure_indexes(&mut pool.get().await?, &model, dim).await?;
+    let index = estore::IndexParams::from_config(&cfg);
+    estore::ensure_indexes(&mut pool.get().await?, &model, &index).await?;
     let mut total = 0u64;
     let mut attempt = 0;
     tracing::info!(model, top_k = k, "match step started");
@@ -70,7 +70,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
         // Read before the batch: if upstream was already done, an empty queue now is final.
         let upstream_done = ctx.finished.upstream_done(StageName::Match);
         let started = std::time::Instant::now();
-        match process(&pool, &model, dim, k, limit).await {
+        match process(&pool, &model, &index, k, limit).await {
             Ok(0) => {
                 attempt = 0;
                 crate::observe::progress("match");
@@ -107,7 +107,14 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
 }
 
 /// One transaction: up to `limit` queued records of `model`. Returns how many were handled.
-pub async fn process(pool: &Pool, model: &str, dim: usize, k: i64, limit: i64) -> Result<usize> {
+pub async fn process(
+    pool: &Pool,
+    model: &str,
+    index: &estore::IndexParams,
+    k: i64,
+    limit: i64,
+) -> Result<usize> {
+    let dim = index.dim;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let queued: Vec<Queued> = tx
@@ -156,12 +163,14 @@ pub async fn process(pool: &Pool, model: &str, dim: usize, k: i64, limit: i64) -
             })
         })
         .collect();
-    if k > 40 {
+    if let Some(ef) = index.ef_search_for(k) {
         // HNSW returns at most ef_search rows per scan.
-        tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {}", (2 * k).min(1000)))
+        tx.batch_execute(&format!("SET LOCAL hnsw.ef_search = {ef}"))
             .await?;
     }
     let cast = format!("embedding::vector({dim})");
+    // The indexed expression (vector or halfvec) and the query vector cast to it.
+    let (col, param) = (index.column_expr(), index.param_expr("$1"));
     // Vectors of the queued records.
     let (mut es, mut cs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     for q in &queued {
@@ -187,9 +196,9 @@ pub async fn process(pool: &Pool, model: &str, dim: usize, k: i64, limit: i64) -
     let mut knn = HashMap::new();
     for target in [Entity::Candidate, Entity::Position] {
         let sql = format!(
-            "SELECT crm, crm_id, (1 - ({cast} <=> $1::vector({dim})))::real AS score FROM embeddings
+            "SELECT crm, crm_id, (1 - ({col} <=> {param}))::real AS score FROM embeddings
              WHERE model = {m} AND entity = {e}
-             ORDER BY {cast} <=> $1::vector({dim}) LIMIT {k}",
+             ORDER BY {col} <=> {param} LIMIT {k}",
             m = literal(model),
             e = literal(target.as_str()),
         );

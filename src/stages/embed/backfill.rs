@@ -65,7 +65,7 @@ pub async fn run_with(cfg: &Config, stop: CancellationToken) -> Result<BackfillR
     let pool = crate::store::pool(cfg)?;
     let vector_type = {
         let mut c = pool.get().await?;
-        store::ensure_indexes(&mut c, &model, cfg.ml.dim).await?;
+        store::ensure_indexes(&mut c, &model, &store::IndexParams::from_config(cfg)).await?;
         store::vector_type(&c).await.map_err(store::no_pgvector)?
     };
     let mut report = BackfillReport::default();
@@ -87,6 +87,12 @@ pub async fn run_with(cfg: &Config, stop: CancellationToken) -> Result<BackfillR
                 .await?
                 .get(0);
             total += n as u64;
+            // A large backfill (a new model) loads without the index and builds it at the end.
+            let stored = super::bulk::stored(&c, &model, e).await?;
+            if super::bulk::should_bulk(n as u64, stored, cfg.embed.bulk_threshold) {
+                super::bulk::enter(&pool, &model, e, super::bulk::Reason::Backfill, n as u64)
+                    .await?;
+            }
         }
     }
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -221,6 +227,10 @@ pub async fn run_with(cfg: &Config, stop: CancellationToken) -> Result<BackfillR
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if !stop.is_cancelled() {
+        // Builds the index of a side loaded in bulk (by this run or an interrupted one).
+        super::bulk::finish(&pool, cfg, &model).await?;
     }
     report.duration_seconds = started.elapsed().as_secs_f64();
     tracing::info!(?report, batches, "embed backfill finished");

@@ -18,6 +18,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::text::Entity;
+use crate::config::{Config, VectorStorage};
 use crate::error::{Error, Result};
 
 /// One record, independent of the model.
@@ -51,36 +52,114 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Name of the HNSW index of (model, entity): stable, short, and safe whatever the model name.
-pub fn index_name(model: &str, entity: Entity) -> String {
-    let h = super::text::content_hash("hnsw-index", model);
+/// How the HNSW indexes of a model are built and searched (from `ml.dim` and `embed.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexParams {
+    pub dim: usize,
+    pub storage: VectorStorage,
+    pub m: u32,
+    pub ef_construction: u32,
+    /// `hnsw.ef_search` of the k-NN queries; 0 = pgvector's default (40) or 2k when k > 40.
+    pub ef_search: u32,
+}
+
+impl IndexParams {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            dim: cfg.ml.dim,
+            storage: cfg.embed.storage,
+            m: cfg.embed.hnsw_m.clamp(2, 100),
+            ef_construction: cfg.embed.hnsw_ef_construction.clamp(4, 1000),
+            ef_search: cfg.embed.hnsw_ef_search.min(1000),
+        }
+    }
+
+    /// The indexed expression; a k-NN query must order by exactly this to use the index.
+    pub fn column_expr(&self) -> String {
+        match self.storage {
+            VectorStorage::Vector => format!("embedding::vector({})", self.dim),
+            VectorStorage::Halfvec => format!("embedding::halfvec({})", self.dim),
+        }
+    }
+
+    /// A `vector` query parameter (`$1`) cast to the indexed type.
+    pub fn param_expr(&self, param: &str) -> String {
+        match self.storage {
+            VectorStorage::Vector => format!("{param}::vector({})", self.dim),
+            VectorStorage::Halfvec => format!("({param}::vector({d}))::halfvec({d})", d = self.dim),
+        }
+    }
+
+    fn opclass(&self) -> &'static str {
+        match self.storage {
+            VectorStorage::Vector => "vector_cosine_ops",
+            VectorStorage::Halfvec => "halfvec_cosine_ops",
+        }
+    }
+
+    /// The `hnsw.ef_search` to set for a top-`k` query, if not pgvector's default: an HNSW
+    /// scan returns at most ef_search rows.
+    pub fn ef_search_for(&self, k: i64) -> Option<u32> {
+        match self.ef_search {
+            0 if k > 40 => Some((2 * k).min(1000) as u32),
+            0 => None,
+            n => Some(n.max(k.min(1000) as u32)),
+        }
+    }
+
+    /// `CREATE INDEX IF NOT EXISTS` of the (model, entity) partial index.
+    pub fn create_sql(&self, model: &str, entity: Entity) -> String {
+        format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw (({col}) {ops}) \
+             WITH (m = {m}, ef_construction = {efc}) WHERE model = {ml} AND entity = {el}",
+            name = index_name(model, entity, self.storage),
+            col = self.column_expr(),
+            ops = self.opclass(),
+            m = self.m,
+            efc = self.ef_construction,
+            ml = literal(model),
+            el = literal(entity.as_str()),
+        )
+    }
+}
+
+/// Name of the HNSW index of (model, entity) in `storage`: stable, short, and safe whatever the
+/// model name (the `vector` one keeps the name it always had).
+pub fn index_name(model: &str, entity: Entity, storage: VectorStorage) -> String {
+    let h = match storage {
+        VectorStorage::Vector => super::text::content_hash("hnsw-index", model),
+        VectorStorage::Halfvec => super::text::content_hash("hnsw-index-halfvec", model),
+    };
     format!("embeddings_hnsw_{}_{}", &h[..12], entity.as_str())
 }
 
-/// Creates the HNSW cosine index of each side for `model` if missing. One partial index per
-/// (model, entity) rather than per model: a top-k search for positions must not walk a graph
-/// that is 90 % candidates and come back with fewer than k positions after filtering.
+/// Creates the HNSW cosine index of each side for `model` if missing, except for a side being
+/// bulk-loaded ([`super::bulk`]: its index is built when the load ends); drops the index of the
+/// other storage kind. One partial index per (model, entity) rather than per model: a top-k
+/// search for positions must not walk a graph that is 90 % candidates and come back with fewer
+/// than k positions after filtering.
 pub async fn ensure_indexes(
     client: &mut deadpool_postgres::Object,
     model: &str,
-    dim: usize,
+    params: &IndexParams,
 ) -> Result<()> {
     // Stages starting together (embed and match) would race on the catalog; serialise them.
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('crmflow-hnsw-index'))",
-        &[],
-    )
-    .await?;
+    tx.execute(super::bulk::CATALOG_LOCK, &[]).await?;
+    let bulk = super::bulk::active(&tx, model).await?;
     for entity in [Entity::Candidate, Entity::Position] {
-        let sql = format!(
-            "CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw ((embedding::vector({dim})) vector_cosine_ops) \
-             WHERE model = {m} AND entity = {e}",
-            name = index_name(model, entity),
-            m = literal(model),
-            e = literal(entity.as_str()),
-        );
-        tx.batch_execute(&sql).await?;
+        let other = match params.storage {
+            VectorStorage::Vector => VectorStorage::Halfvec,
+            VectorStorage::Halfvec => VectorStorage::Vector,
+        };
+        tx.batch_execute(&format!(
+            "DROP INDEX IF EXISTS {}",
+            index_name(model, entity, other)
+        ))
+        .await?;
+        if !bulk.contains(&entity) {
+            tx.batch_execute(&params.create_sql(model, entity)).await?;
+        }
     }
     tx.commit().await?;
     Ok(())

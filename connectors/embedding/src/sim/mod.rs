@@ -12,5 +12,5 @@ mod state;
 pub mod vectors;
 
 pub use args::SimArgs;
-pub use server::{run, SimError, SimHandle, Simulator};
+pub use server::{run, Embedder, SimError, SimHandle, Simulator};
 pub use state::{Faults, SimStats};

@@ -68,8 +68,36 @@ pub struct SimHandle {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Shared by every request.
+/// What computes the vectors a server answers with. The simulator's own is the hashed bag of words
+/// ([`embed_text`]); `crmflow ml serve` plugs a real model in through [`Simulator::start_with`], keeping the
+/// routes, validation and wire shapes of this module.
+pub trait Embedder: Send + Sync + 'static {
+    /// One L2-normalised vector of the served dimension per text, in input order. CPU-heavy implementations
+    /// are called on a blocking thread ([`Embedder::blocking`]).
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+
+    /// True when [`Embedder::embed`] takes long enough to stall the async runtime (a neural network).
+    fn blocking(&self) -> bool {
+        false
+    }
+}
+
+/// The simulator's vectors: [`embed_text`] at a fixed dimension.
 #[derive(Debug)]
+struct BagOfWords {
+    dim: usize,
+}
+
+impl Embedder for BagOfWords {
+    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(texts
+            .iter()
+            .map(|text| embed_text(text, self.dim))
+            .collect())
+    }
+}
+
+/// Shared by every request.
 struct SimState {
     /// Fixed limits and identity (the fault fields of it are only the initial plan).
     args: SimArgs,
@@ -79,6 +107,16 @@ struct SimState {
     window: Mutex<(Instant, u32)>,
     /// Turns true at shutdown, releasing hung requests so graceful shutdown does not wait for them.
     shutdown: watch::Receiver<bool>,
+    /// Computes the vectors.
+    embedder: Arc<dyn Embedder>,
+}
+
+impl std::fmt::Debug for SimState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimState")
+            .field("args", &self.args)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which wire protocol a request came in on: decides paths, statuses and error shapes.
@@ -148,6 +186,15 @@ impl Proto {
 impl Simulator {
     /// Binds `args.listen` and serves on the current tokio runtime until the handle shuts it down.
     pub async fn start(args: SimArgs) -> Result<SimHandle, SimError> {
+        let embedder = Arc::new(BagOfWords { dim: args.dim });
+        Self::start_with(args, embedder).await
+    }
+
+    /// Like [`Simulator::start`], with vectors computed by `embedder` (which must serve `args.dim` dimensions).
+    pub async fn start_with(
+        args: SimArgs,
+        embedder: Arc<dyn Embedder>,
+    ) -> Result<SimHandle, SimError> {
         if args.dim == 0 {
             return Err(SimError::InvalidArgs("--dim must be at least 1".into()));
         }
@@ -175,6 +222,7 @@ impl Simulator {
             window: Mutex::new((Instant::now(), 0)),
             shutdown: shutdown_rx.clone(),
             args,
+            embedder,
         });
         let app = router(state.clone());
         let mut stop = shutdown_rx;
@@ -354,8 +402,7 @@ async fn embed_request(
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let dim = state.args.dim;
-    let vectors: Vec<Vec<f32>> = inputs.iter().map(|text| embed_text(text, dim)).collect();
+    let vectors = compute(&state.embedder, inputs).await?;
     let tokens = inputs
         .iter()
         .map(|text| text.len().div_ceil(4) as u64)
@@ -366,6 +413,23 @@ async fn embed_request(
         stats.batches += 1;
     }
     Ok(Served { vectors, tokens })
+}
+
+/// Runs the embedder, on a blocking thread when it is heavy; its failure is the server's (500).
+async fn compute(
+    embedder: &Arc<dyn Embedder>,
+    inputs: &[String],
+) -> Result<Vec<Vec<f32>>, Refusal> {
+    let result = if embedder.blocking() {
+        let embedder = embedder.clone();
+        let inputs = inputs.to_vec();
+        tokio::task::spawn_blocking(move || embedder.embed(&inputs))
+            .await
+            .unwrap_or_else(|join| Err(format!("embedding task failed: {join}")))
+    } else {
+        embedder.embed(inputs)
+    };
+    result.map_err(|message| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, message))
 }
 
 /// Applies the fault plan to one request: hang, planned or random failure, rate limit, in that order.
