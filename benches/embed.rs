@@ -11,6 +11,8 @@
 //! both over the whole run (consumer-group join included) and between its first and last commit.
 //! Env: `EMBED_BENCH_RECORDS` (default 50,000).
 
+mod common;
+
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use crmflow::config::Config;
 use crmflow::kafka::{Producer, Topics};
-use crmflow::model::{Candidate, Lineage};
+use crmflow::model::Candidate;
 use crmflow::runtime::StageName;
 use crmflow_embedding::sim::{SimArgs, Simulator};
 
@@ -59,61 +61,7 @@ fn config() -> Config {
 }
 
 fn candidate(id: u64) -> Candidate {
-    const WORDS: [&str; 16] = [
-        "rust",
-        "kafka",
-        "postgres",
-        "python",
-        "java",
-        "kubernetes",
-        "react",
-        "sql",
-        "spark",
-        "go",
-        "terraform",
-        "aws",
-        "ml",
-        "security",
-        "networks",
-        "compilers",
-    ];
-    let w = |i: u64| WORDS[(i % 16) as usize];
-    Candidate {
-        crm: "bullhorn".into(),
-        crm_id: id.to_string(),
-        source_version: 1,
-        deleted: false,
-        first_name: None,
-        last_name: None,
-        email: None,
-        phone: None,
-        mobile: None,
-        address: None,
-        status: None,
-        occupation: Some(format!("{} engineer", w(id))),
-        company_name: None,
-        skills: vec![w(id / 16).into(), w(id / 256).into(), w(id * 7).into()],
-        summary: Some(format!(
-            "Candidate {id} has built {} and {} systems for {} years",
-            w(id / 3),
-            w(id / 5),
-            id % 23
-        )),
-        date_available: None,
-        owner_id: None,
-        owner_name: None,
-        date_added: None,
-        lineage: Lineage {
-            crm: "bullhorn".into(),
-            crm_id: id.to_string(),
-            source_version: 1,
-            event_id: id.to_string(),
-            raw_topic: "raw".into(),
-            raw_partition: 0,
-            raw_offset: 0,
-            trace_id: None,
-        },
-    }
+    common::embed_candidate(id, false)
 }
 
 type Row = (String, String, pgvector::Vector);

@@ -10,6 +10,8 @@
 //! 100,000 vectors of the table and of the index for `vector` and for `halfvec` (the halfvec
 //! index is built here on the same rows, timed, and its recall measured the same way).
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -17,7 +19,7 @@ use rdkafka::message::OwnedHeaders;
 
 use crmflow::config::{Config, VectorStorage};
 use crmflow::kafka::{Producer, Topics};
-use crmflow::model::{Candidate, Lineage};
+use crmflow::model::Candidate;
 use crmflow::runtime::StageName;
 use crmflow::stages::embed::store::IndexParams;
 use crmflow_embedding::sim::{SimArgs, Simulator};
@@ -44,62 +46,7 @@ fn config(tag: &str) -> Config {
 }
 
 fn candidate(id: u64) -> Candidate {
-    const WORDS: [&str; 16] = [
-        "rust",
-        "kafka",
-        "postgres",
-        "python",
-        "java",
-        "kubernetes",
-        "react",
-        "sql",
-        "spark",
-        "go",
-        "terraform",
-        "aws",
-        "ml",
-        "security",
-        "networks",
-        "compilers",
-    ];
-    let w = |i: u64| WORDS[(i % 16) as usize];
-    Candidate {
-        crm: "bullhorn".into(),
-        crm_id: id.to_string(),
-        source_version: 1,
-        deleted: false,
-        first_name: None,
-        last_name: None,
-        email: None,
-        phone: None,
-        mobile: None,
-        address: None,
-        status: None,
-        occupation: Some(format!("{} engineer", w(id))),
-        company_name: None,
-        skills: vec![w(id / 16).into(), w(id / 256).into(), w(id * 7).into()],
-        summary: Some(format!(
-            "Candidate {id} has built {} and {} systems for {} years in team {}",
-            w(id / 3),
-            w(id / 5),
-            id % 23,
-            id % 1013
-        )),
-        date_available: None,
-        owner_id: None,
-        owner_name: None,
-        date_added: None,
-        lineage: Lineage {
-            crm: "bullhorn".into(),
-            crm_id: id.to_string(),
-            source_version: 1,
-            event_id: id.to_string(),
-            raw_topic: "raw".into(),
-            raw_partition: 0,
-            raw_offset: 0,
-            trace_id: None,
-        },
-    }
+    common::embed_candidate(id, true)
 }
 
 async fn produce(cfg: &Config, n: u64) -> anyhow::Result<()> {

@@ -6,6 +6,8 @@
 
 use crmflow::config::Config;
 #[allow(unused_imports)]
+use crmflow::model::{Candidate, Lineage};
+#[allow(unused_imports)]
 use secrecy::ExposeSecret;
 
 /// A `/proc/self/status` figure in KiB (`VmRSS:`, `VmHWM:`), 0 where unavailable.
@@ -24,6 +26,7 @@ pub fn vm_kib(key: &str) -> u64 {
 
 /// Local services from the environment (`scripts/services env`), loopback defaults, and a
 /// namespace `<bench>_<random>` for topics and schema.
+#[allow(dead_code)]
 pub fn isolated_config(bench: &str) -> Config {
     let mut cfg = Config::default();
     if let Ok(v) = std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
@@ -193,4 +196,75 @@ pub fn run_stage_process_traced(
     };
     assert!(status.success(), "{stage} exited {status}");
     (t.elapsed(), hwm)
+}
+
+/// A synthetic candidate for the embed benches: skills and summary drawn from a small
+/// vocabulary; `unique` adds a team number so that no two summaries repeat within 1,013 ids.
+#[allow(dead_code)]
+pub fn embed_candidate(id: u64, unique: bool) -> Candidate {
+    const WORDS: [&str; 16] = [
+        "rust",
+        "kafka",
+        "postgres",
+        "python",
+        "java",
+        "kubernetes",
+        "react",
+        "sql",
+        "spark",
+        "go",
+        "terraform",
+        "aws",
+        "ml",
+        "security",
+        "networks",
+        "compilers",
+    ];
+    let w = |i: u64| WORDS[(i % 16) as usize];
+    Candidate {
+        crm: "bullhorn".into(),
+        crm_id: id.to_string(),
+        source_version: 1,
+        deleted: false,
+        first_name: None,
+        last_name: None,
+        email: None,
+        phone: None,
+        mobile: None,
+        address: None,
+        status: None,
+        occupation: Some(format!("{} engineer", w(id))),
+        company_name: None,
+        skills: vec![w(id / 16).into(), w(id / 256).into(), w(id * 7).into()],
+        summary: Some(if unique {
+            format!(
+                "Candidate {id} has built {} and {} systems for {} years in team {}",
+                w(id / 3),
+                w(id / 5),
+                id % 23,
+                id % 1013
+            )
+        } else {
+            format!(
+                "Candidate {id} has built {} and {} systems for {} years",
+                w(id / 3),
+                w(id / 5),
+                id % 23
+            )
+        }),
+        date_available: None,
+        owner_id: None,
+        owner_name: None,
+        date_added: None,
+        lineage: Lineage {
+            crm: "bullhorn".into(),
+            crm_id: id.to_string(),
+            source_version: 1,
+            event_id: id.to_string(),
+            raw_topic: "raw".into(),
+            raw_partition: 0,
+            raw_offset: 0,
+            trace_id: None,
+        },
+    }
 }
