@@ -93,3 +93,64 @@ fn completeness_needs_rows_dead_letters_and_vectors_to_add_up() {
     assert_eq!(thousands(1_234_567), "1,234,567");
     assert_eq!(thousands(-1_000), "-1,000");
 }
+
+#[test]
+fn top_matches_show_occupation_and_skills_beside_the_name() {
+    let candidate =
+        |rank, name: &str, occupation: Option<&str>, skills: &[&str]| MatchedCandidate {
+            rank,
+            candidate_id: rank.to_string(),
+            name: name.into(),
+            score: 0.75,
+            occupation: occupation.map(Into::into),
+            skills: skills.iter().map(|s| s.to_string()).collect(),
+        };
+    let summary = Summary {
+        topic_prefix: "demo_1.".into(),
+        schema: "demo_1".into(),
+        model: "all-MiniLM-L6-v2".into(),
+        elapsed_seconds: 1.0,
+        caught_up: true,
+        source: SourceTruth::default(),
+        hubspot: None,
+        candidates: EntityCounts::default(),
+        positions: EntityCounts::default(),
+        matches: 3,
+        dead_letters: 0,
+        dead_letters_by_rule: Vec::new(),
+        records_per_second: 1.0,
+        complete: true,
+        top_matches: vec![PositionMatches {
+            position_id: "101".into(),
+            title: "Senior Rust Engineer".into(),
+            candidates: vec![
+                candidate(
+                    1,
+                    "Ada Doe",
+                    Some("Senior Rust Developer"),
+                    &["Rust", "Tokio"],
+                ),
+                candidate(2, "Bo Doe", Some("Systems Programmer"), &[]),
+                candidate(3, "Cy Doe", None, &["C++"]),
+            ],
+        }],
+    };
+    let out = summary.render();
+    let lines: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("== top matches =="))
+        .collect();
+    assert_eq!(lines[1], "  Senior Rust Engineer (position 101)", "{out}");
+    assert_eq!(
+        lines[2],
+        "    1. 0.750  Ada Doe (candidate 1) — Senior Rust Developer; Rust, Tokio"
+    );
+    assert_eq!(
+        lines[3],
+        "    2. 0.750  Bo Doe (candidate 2) — Systems Programmer"
+    );
+    assert_eq!(
+        lines[4],
+        "    3. 0.750  Cy Doe (candidate 3) — (no occupation); C++"
+    );
+}
