@@ -369,6 +369,13 @@ pub async fn run(cfg: Config, args: SoakArgs) -> Result<Report> {
     };
 
     procs.lock().await.stop_all(Duration::from_secs(10)).await;
+    // A passed soak leaves nothing behind (a failed one keeps its namespace for a post-mortem),
+    // so repeated runs do not slow the broker's start with old partitions.
+    if report.as_ref().is_ok_and(|r| r.converged) {
+        if let Err(e) = drop_namespace(&cfg).await {
+            say(&format!("could not drop the namespace: {e}"));
+        }
+    }
     sims.bullhorn.shutdown().await;
     sims.hubspot.shutdown().await;
     let _ = sims.ml.shutdown().await;
@@ -390,6 +397,32 @@ pub async fn run(cfg: Config, args: SoakArgs) -> Result<Report> {
         )));
     }
     Ok(report)
+}
+
+/// Drops the run's schema and deletes its topics.
+async fn drop_namespace(cfg: &Config) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let db = crate::store::connect(cfg).await?;
+    db.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+        cfg.postgres.schema
+    ))
+    .await?;
+    let admin: AdminClient<DefaultClientContext> =
+        crate::kafka::client_config(&cfg.kafka).create()?;
+    let names: Vec<String> = crate::pipeline::topic_specs(cfg)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    admin
+        .delete_topics(
+            &names,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -459,6 +492,27 @@ async fn chaos_and_verify(
                     Err(e) => say(&format!("supervisor: {e}")),
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    // Machine load (1-minute load average), every 5 s.
+    let load = Arc::new(parking_lot::Mutex::new((0.0f64, 0.0f64, 0u32)));
+    {
+        let stop = stop.clone();
+        let load = load.clone();
+        tasks.spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(l) = std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                {
+                    let mut g = load.lock();
+                    g.0 = g.0.max(l);
+                    g.1 += l;
+                    g.2 += 1;
+                }
+                hold(Duration::from_secs(5), &stop).await;
             }
         });
     }
@@ -705,10 +759,17 @@ async fn chaos_and_verify(
         converged,
         converge_seconds,
         instances,
-        load_average: std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
+        load_average: {
+            let (max, sum, n) = *load.lock();
+            format!(
+                "{:.1} mean, {max:.1} max over the chaos (1-minute load average, {} cores); at the end: {}",
+                sum / f64::from(n.max(1)),
+                std::thread::available_parallelism().map_or(0, |n| n.get()),
+                std::fs::read_to_string("/proc/loadavg")
+                    .unwrap_or_default()
+                    .trim()
+            )
+        },
         verdict,
     })
 }

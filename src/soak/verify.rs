@@ -419,7 +419,20 @@ pub async fn check(cfg: &Config, truth: &Truth) -> Result<Verdict> {
         vectors.insert((entity, r.get(1), r.get(2)), r.get(3));
     }
     v.vectors = vectors.len();
-    let mut live_with_vector: HashSet<Key> = HashSet::new();
+    let row_live = |key: &Key| rows.get(key).is_some_and(|r| !r.1);
+    let mut extra: HashSet<Key> = HashSet::new();
+    for key in vectors.keys() {
+        if !row_live(key) {
+            extra.insert(key.clone());
+            v.extra_vectors.push(format!("{}: vector without a live row", key_str(key)));
+        }
+    }
+    // Live rows with a vector: the only records a match may name.
+    let mut live_with_vector: HashSet<Key> = vectors
+        .keys()
+        .filter(|k| row_live(k))
+        .cloned()
+        .collect();
     for (key, exp) in truth {
         let want = match exp {
             Expected::Row {
@@ -427,34 +440,30 @@ pub async fn check(cfg: &Config, truth: &Truth) -> Result<Verdict> {
                 deleted: false,
                 ..
             } if !not_embedded.contains(key) => Some(h),
+            // The CRM's newest version breaks a rule: the last valid row stays, with its vector
+            // (whether that row may stay is judged with the rows above).
+            Expected::Rejected { .. } => continue,
             _ => None,
         };
         match (want, vectors.get(key)) {
-            (Some(h), Some(got)) if h == got => {
-                live_with_vector.insert(key.clone());
-            }
-            (Some(_), Some(_)) => {
-                v.stale_vectors
-                    .push(format!("{}: vector of an older text", key_str(key)));
-                live_with_vector.insert(key.clone());
-            }
+            (Some(h), Some(got)) if h != got => v
+                .stale_vectors
+                .push(format!("{}: vector of an older text", key_str(key))),
             (Some(_), None) => v
                 .missing_vectors
                 .push(format!("{}: live, no vector", key_str(key))),
-            // The CRM's newest version breaks a rule: the last valid one stays, with its
-            // vector (the row's staleness against the DLQ is judged above).
-            (None, Some(_)) if matches!(exp, Expected::Rejected { .. }) && rows.get(key).is_some_and(|r| !r.1) => {
-                live_with_vector.insert(key.clone());
+            (None, Some(_)) if !not_embedded.contains(key) && !extra.contains(key) => {
+                live_with_vector.remove(key);
+                v.extra_vectors.push(format!(
+                    "{}: vector of a deleted record or of an empty text",
+                    key_str(key)
+                ))
             }
-            (None, Some(_)) if !not_embedded.contains(key) => v.extra_vectors.push(format!(
-                "{}: vector of a deleted or rejected record",
-                key_str(key)
-            )),
             _ => {}
         }
     }
     for key in vectors.keys() {
-        if !truth.contains_key(key) {
+        if !truth.contains_key(key) && !extra.contains(key) {
             v.extra_vectors
                 .push(format!("{}: vector of no record", key_str(key)));
         }

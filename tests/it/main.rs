@@ -17,6 +17,7 @@ mod operate;
 mod outage;
 mod salesforce;
 mod secure;
+mod soak;
 mod sources;
 mod stages;
 mod traces;
