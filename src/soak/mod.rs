@@ -190,7 +190,9 @@ fn specs() -> Vec<Spec> {
 /// A free loopback port.
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Other(e.to_string()))?;
-    Ok(l.local_addr().map_err(|e| Error::Other(e.to_string()))?.port())
+    Ok(l.local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?
+        .port())
 }
 
 fn other(e: impl std::fmt::Display) -> Error {
@@ -247,7 +249,12 @@ fn soak_config(mut cfg: Config, args: &SoakArgs, sims: &Sims, ingress_port: u16)
     });
     cfg.ingress.listen = format!("127.0.0.1:{ingress_port}");
     cfg.ingress.client_secret = Some(sims.hubspot.config().webhook_key().to_owned().into());
-    cfg.ml.url = sims.ml.base_url().to_string().trim_end_matches('/').to_owned();
+    cfg.ml.url = sims
+        .ml
+        .base_url()
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
     cfg.ml.protocol = MlProtocol::Tei;
     cfg.ml.api_key = None;
     // Nine processes on one host: no /metrics listeners to collide, no OTLP exporter.
@@ -442,10 +449,7 @@ async fn interrupted() {
 }
 
 fn say(msg: &str) {
-    println!(
-        "[soak {}] {msg}",
-        chrono::Utc::now().format("%H:%M:%S")
-    );
+    println!("[soak {}] {msg}", chrono::Utc::now().format("%H:%M:%S"));
 }
 
 /// The shared counters of the chaos loops.
@@ -653,7 +657,12 @@ async fn chaos_and_verify(
         let targets = StormTargets {
             bullhorn: sims.bullhorn.base_url(),
             hubspot: sims.hubspot.base_url(),
-            ml: sims.ml.base_url().to_string().trim_end_matches('/').to_owned(),
+            ml: sims
+                .ml
+                .base_url()
+                .to_string()
+                .trim_end_matches('/')
+                .to_owned(),
         };
         let every = args.storm_every;
         tasks.spawn(async move {
@@ -695,7 +704,12 @@ async fn chaos_and_verify(
         &StormTargets {
             bullhorn: sims.bullhorn.base_url(),
             hubspot: sims.hubspot.base_url(),
-            ml: sims.ml.base_url().to_string().trim_end_matches('/').to_owned(),
+            ml: sims
+                .ml
+                .base_url()
+                .to_string()
+                .trim_end_matches('/')
+                .to_owned(),
         },
     )
     .await?;

@@ -90,7 +90,10 @@ impl Procs {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", std::env::var_os("HOME").unwrap_or_default())
             .env("CRMFLOW_CONFIG", &self.config)
-            .env("CRMFLOW_KAFKA__GROUP_INSTANCE_ID", format!("soak-{}", spec.name))
+            .env(
+                "CRMFLOW_KAFKA__GROUP_INSTANCE_ID",
+                format!("soak-{}", spec.name),
+            )
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().map_err(io)?)

@@ -122,7 +122,10 @@ pub fn bullhorn_truth(
     truth: &mut Truth,
 ) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
-    for (entity, fields) in [("Candidate", CANDIDATE_FIELDS), ("JobOrder", JOB_ORDER_FIELDS)] {
+    for (entity, fields) in [
+        ("Candidate", CANDIDATE_FIELDS),
+        ("JobOrder", JOB_ORDER_FIELDS),
+    ] {
         for rec in bullhorn_served(sim, entity, fields)? {
             let Some(id) = rec["id"].as_i64() else {
                 continue;
@@ -168,9 +171,14 @@ pub fn hubspot_truth(
             .map_err(|e| Error::Other(format!("hubspot simulator: {e}")))?;
         let prop = crmflow_hubspot::wire::modified_property(object);
         for obj in &records {
-            let Some(ev) =
-                crate::sources::hubspot::record::object_event(entity, obj, prop, "poll", vec![], now)
-            else {
+            let Some(ev) = crate::sources::hubspot::record::object_event(
+                entity,
+                obj,
+                prop,
+                "poll",
+                vec![],
+                now,
+            ) else {
                 continue;
             };
             truth.insert(
@@ -368,7 +376,9 @@ pub async fn check(cfg: &Config, truth: &Truth) -> Result<Verdict> {
             Expected::Row {
                 version, deleted, ..
             } => match rows.get(key) {
-                None => v.lost.push(format!("{}: no row (v{version})", key_str(key))),
+                None => v
+                    .lost
+                    .push(format!("{}: no row (v{version})", key_str(key))),
                 Some(&(rv, rdel)) if rv != *version || rdel != *deleted => v.stale.push(format!(
                     "{}: row v{rv}{} but the CRM has v{version}{}",
                     key_str(key),
@@ -397,7 +407,9 @@ pub async fn check(cfg: &Config, truth: &Truth) -> Result<Verdict> {
         }
     }
     for (key, &(rv, rdel)) in &rows {
-        if !truth.contains_key(key) && !(key.1 == "hubspot" && rdel) {
+        // HubSpot's merged-away ids exist nowhere any more; their tombstones may stay.
+        let merged_away = key.1 == "hubspot" && rdel;
+        if !truth.contains_key(key) && !merged_away {
             v.phantom.push(format!(
                 "{}: row v{rv}{} of no record",
                 key_str(key),
@@ -424,15 +436,13 @@ pub async fn check(cfg: &Config, truth: &Truth) -> Result<Verdict> {
     for key in vectors.keys() {
         if !row_live(key) {
             extra.insert(key.clone());
-            v.extra_vectors.push(format!("{}: vector without a live row", key_str(key)));
+            v.extra_vectors
+                .push(format!("{}: vector without a live row", key_str(key)));
         }
     }
     // Live rows with a vector: the only records a match may name.
-    let mut live_with_vector: HashSet<Key> = vectors
-        .keys()
-        .filter(|k| row_live(k))
-        .cloned()
-        .collect();
+    let mut live_with_vector: HashSet<Key> =
+        vectors.keys().filter(|k| row_live(k)).cloned().collect();
     for (key, exp) in truth {
         let want = match exp {
             Expected::Row {
@@ -502,4 +512,76 @@ pub async fn check(cfg: &Config, truth: &Truth) -> Result<Verdict> {
     v.lost.sort();
     v.stale.sort();
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(email: &str, deleted: bool) -> ChangeEvent {
+        let rec = serde_json::json!({
+            "id": 7, "firstName": "Ada", "lastName": "Lovelace", "email": email,
+            "occupation": "Rust engineer", "status": "Active",
+            "dateAdded": 1_700_000_000_000i64, "dateLastModified": 1_700_000_000_500i64,
+            "isDeleted": deleted,
+        });
+        let op = if deleted { Op::Delete } else { Op::Upsert };
+        ChangeEvent::new(
+            "bullhorn",
+            "Candidate",
+            "7",
+            op,
+            1_700_000_000_500,
+            1_700_000_001_000,
+            vec![],
+            "poll",
+            rec.to_string(),
+        )
+    }
+
+    #[test]
+    fn expected_outcomes_follow_the_operators_and_the_embed_template() {
+        let cfg = Config::default();
+        let t = Templates::from_config(&cfg.embed).unwrap();
+        match expected_of(&cfg, &t, &candidate("ada@example.com", false)) {
+            Expected::Row {
+                version,
+                deleted: false,
+                hash: Some(h),
+            } => {
+                assert_eq!(version, 1_700_000_000_500);
+                assert_eq!(h.len(), 64, "sha-256 hex");
+            }
+            other => panic!("{other:?}"),
+        }
+        match expected_of(&cfg, &t, &candidate("not-an-email", false)) {
+            Expected::Rejected { rule, version } => {
+                assert!(rule.contains("email"), "{rule}");
+                assert_eq!(version, 1_700_000_000_500);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A tombstone has no text, so no vector.
+        assert!(matches!(
+            expected_of(&cfg, &t, &candidate("ada@example.com", true)),
+            Expected::Row {
+                deleted: true,
+                hash: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_verdict_counts_every_kind_of_violation() {
+        let v = Verdict {
+            lost: vec!["a".into()],
+            bad_matches: vec!["b".into(), "c".into()],
+            ..Default::default()
+        };
+        assert_eq!(v.violations(), 3);
+        assert!(v.line().contains("lost 1"), "{}", v.line());
+        assert!(v.details(1).contains("bad matches"), "{}", v.details(1));
+        assert_eq!(Verdict::default().violations(), 0);
+    }
 }
