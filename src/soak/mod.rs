@@ -70,11 +70,13 @@ pub struct SoakArgs {
     /// State directory of the soak's own PostgreSQL and Kafka, logs and report.
     #[arg(long, default_value = "/var/tmp/crmflow-soak")]
     pub state_dir: PathBuf,
-    /// PostgreSQL port of the soak's own instance.
-    #[arg(long, default_value_t = 55432)]
+    /// PostgreSQL port of the soak's own instance (below the ephemeral range 32768-60999, so
+    /// no outgoing connection holds it when the database restarts).
+    #[arg(long, default_value_t = 25432)]
     pub db_port: u16,
-    /// Kafka port of the soak's own broker (the controller and SASL_SSL listeners take the next two).
-    #[arg(long, default_value_t = 59092)]
+    /// Kafka port of the soak's own broker (the controller and SASL_SSL listeners take the next
+    /// two; below the ephemeral range, like the database's).
+    #[arg(long, default_value_t = 29092)]
     pub kafka_port: u16,
     /// `scripts/services`, which installs and starts PostgreSQL and Kafka.
     #[arg(long, default_value = "scripts/services")]
@@ -342,7 +344,12 @@ pub async fn run(cfg: Config, args: SoakArgs) -> Result<Report> {
         args.kafka_port,
         args.state_dir.display()
     ));
-    services.up().await?;
+    if let Err(e) = services.up().await {
+        // Whichever of the two did start is stopped again.
+        let s = services.clone();
+        let _ = tokio::task::spawn_blocking(move || s.stop()).await;
+        return Err(e);
+    }
 
     let ingress_port = free_port()?;
     let sims = start_sims(&args, ingress_port).await?;
