@@ -229,7 +229,12 @@ fn soak_config(mut cfg: Config, args: &SoakArgs, sims: &Sims, ingress_port: u16)
     cfg.bullhorn.poll_interval_secs = 1;
     cfg.hubspot = Some(HubspotConfig {
         base_url: sims.hubspot.base_url(),
-        access_token: Some(sims.hubspot.private_app_token().into()),
+        // OAuth (access tokens refreshed ahead of expiry and on a 401), so the "expired
+        // tokens" storm has something to expire.
+        access_token: None,
+        client_id: Some(sims.hubspot.config().client_id.clone()),
+        client_secret: Some(sims.hubspot.config().client_secret.clone().into()),
+        refresh_token: Some(sims.hubspot.config().refresh_token.clone().into()),
         objects: vec![
             HubspotObject {
                 entity: "contact".into(),
@@ -282,6 +287,8 @@ fn secret_env(cfg: &Config) -> Vec<(String, String)> {
     add("HUBSPOT_CLIENT_SECRET", &cfg.ingress.client_secret);
     if let Some(h) = &cfg.hubspot {
         add("HUBSPOT_ACCESS_TOKEN", &h.access_token);
+        add("HUBSPOT_OAUTH_CLIENT_SECRET", &h.client_secret);
+        add("HUBSPOT_REFRESH_TOKEN", &h.refresh_token);
     }
     env
 }
@@ -877,7 +884,7 @@ async fn storm_once(
         ),
         7 => (
             "hubspot expired tokens",
-            post(http, &hs, json!({"unauthorized_next": 5})).await,
+            post(http, &format!("{}/sim/expire-tokens", t.hubspot), json!({})).await,
         ),
         8 => {
             post(http, &ml, json!({"error_rate": 0.5, "fail_status": 503})).await?;
@@ -910,7 +917,7 @@ async fn calm(http: &reqwest::Client, t: &StormTargets) -> Result<()> {
     post(
         http,
         &format!("{}/sim/faults", t.hubspot),
-        json!({"rate_limit_next": 0, "error_rate": 0.0, "hang_next": 0, "unauthorized_next": 0, "fail_next": 0}),
+        json!({"rate_limit_next": 0, "error_rate": 0.0, "hang_next": 0, "fail_next": 0}),
     )
     .await?;
     post(
