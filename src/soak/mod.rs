@@ -43,7 +43,8 @@ pub struct SoakArgs {
     /// Stop the chaos after this many minutes (whichever of --minutes and --kills comes first).
     #[arg(long, default_value_t = 10.0)]
     pub minutes: f64,
-    /// Stop the chaos after this many kills of stage processes.
+    /// Stop the chaos after this many kills of stage processes (and, when crashes are on, at
+    /// least one crash each of Kafka and PostgreSQL).
     #[arg(long)]
     pub kills: Option<u64>,
     /// Seconds between kills, as MIN-MAX (a random time in between each time), e.g. `1-5`.
@@ -344,6 +345,8 @@ pub async fn run(cfg: Config, args: SoakArgs) -> Result<Report> {
         kafka_port: args.kafka_port,
     };
     let log_dir = args.state_dir.join("logs");
+    // This run's logs only.
+    let _ = std::fs::remove_dir_all(&log_dir);
     std::fs::create_dir_all(&log_dir).map_err(other)?;
     say(&format!(
         "starting the soak's own PostgreSQL (:{}) and Kafka (:{}) in {}",
@@ -580,13 +583,16 @@ async fn chaos_and_verify(
         });
     }
 
-    // Kills.
+    // Kills. Reaching --kills ends the chaos once the broker and the database each crashed
+    // at least once (when crashes are on), so even a short soak has both.
+    let kills_done = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         let counters = counters.clone();
         let procs = procs.clone();
         let interval = args.kill_interval;
         let max_kills = args.kills;
+        let kills_done = kills_done.clone();
         tasks.spawn(async move {
             while !stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(interval.sample()).await;
@@ -602,7 +608,7 @@ async fn chaos_and_verify(
                             say(&format!("{n} kills (last: {name})"));
                         }
                         if max_kills.is_some_and(|k| n >= k) {
-                            stop.store(true, Ordering::SeqCst);
+                            kills_done.store(true, Ordering::SeqCst);
                         }
                     }
                     Ok(None) => {}
@@ -699,7 +705,12 @@ async fn chaos_and_verify(
     }
 
     // Until the kills or the time are used up.
-    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+    let crashes_done = || {
+        args.infra_every == 0
+            || (counters.kafka_crashes.load(Ordering::SeqCst) > 0
+                && counters.postgres_crashes.load(Ordering::SeqCst) > 0)
+    };
+    while !(kills_done.load(Ordering::SeqCst) && crashes_done()) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop.store(true, Ordering::SeqCst);
