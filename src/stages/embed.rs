@@ -472,7 +472,11 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
         &[&inputs.candidate, &inputs.position],
         Some(lookup),
     )?;
-    let mut bulk_active = enter_bulk_if_large(&cfg, &consumer, &pool, &group, &inputs).await?;
+    let mut bulk_active =
+        crate::runtime::retry_transient("embed bulk-path check", &ctx.shutdown, || {
+            enter_bulk_if_large(&cfg, &consumer, &pool, &group, &inputs)
+        })
+        .await?;
     let writer = Arc::new(Writer {
         pool: pool.clone(),
         producer: Producer::new(&cfg.kafka)?,
@@ -618,7 +622,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             msg = consumer.recv_until(wake), if can_read => match msg {
                 Ok(None) => {
                     if gather.messages == 0 && inflight.is_empty() && lanes.is_idle() {
-                        if bulk_active && caught_up(&consumer, &pool, &group, &input_list).await? {
+                        if bulk_active && crate::runtime::retry_transient("embed lag", &ctx.shutdown, || caught_up(&consumer, &pool, &group, &input_list)).await? {
                             bulk::finish(&pool, &cfg, &model).await?;
                             bulk_active = false;
                         }
