@@ -337,7 +337,6 @@ async fn start_sims(args: &SoakArgs, ingress_port: u16) -> Result<Sims> {
 
 /// Runs the soak; returns its report (an error when the pipeline did not converge on the truth).
 pub async fn run(cfg: Config, args: SoakArgs) -> Result<Report> {
-    let started = Instant::now();
     let services = Services {
         script: args.services_script.clone(),
         state_dir: args.state_dir.clone(),
@@ -388,7 +387,7 @@ pub async fn run(cfg: Config, args: SoakArgs) -> Result<Report> {
     procs.lock().await.start_all()?;
     // Ctrl-C or SIGTERM ends the soak early, still stopping every process it started.
     let report = tokio::select! {
-        r = chaos_and_verify(&cfg, &args, &services, &sims, procs.clone(), started) => r,
+        r = chaos_and_verify(&cfg, &args, &services, &sims, procs.clone()) => r,
         _ = interrupted() => Err(Error::Other("interrupted".into())),
     };
 
@@ -486,13 +485,11 @@ async fn chaos_and_verify(
     services: &Services,
     sims: &Sims,
     procs: Arc<Mutex<Procs>>,
-    started: Instant,
 ) -> Result<Report> {
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
     let deadline = Instant::now() + Duration::from_secs_f64(args.minutes * 60.0);
     let chaos_started = Instant::now();
-    // A service is down (being restarted): stage exits are expected, kills continue.
     let mut tasks = tokio::task::JoinSet::new();
 
     // The supervisor: restarts instances that exited, samples memory.
@@ -784,7 +781,6 @@ async fn chaos_and_verify(
     tending.store(false, Ordering::SeqCst);
     while supervisor.join_next().await.is_some() {}
     let instances = procs.lock().await.stats();
-    let _ = started;
     Ok(Report {
         chaos_seconds,
         kills: counters.kills.load(Ordering::SeqCst),
