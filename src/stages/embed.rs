@@ -460,11 +460,13 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
     let model = cfg.ml.model.clone();
     let client = ml_client(&cfg)?;
     let pool = crate::store::pool(&cfg)?;
-    let vector_type = {
+    // A database that goes away right after start-up (a crash) is waited for, not the end.
+    let vector_type = crate::runtime::retry_transient("embed start-up", &ctx.shutdown, || async {
         let mut c = pool.get().await?;
         store::ensure_indexes(&mut c, &model, &store::IndexParams::from_config(&cfg)).await?;
-        store::vector_type(&c).await.map_err(store::no_pgvector)?
-    };
+        store::vector_type(&c).await.map_err(store::no_pgvector)
+    })
+    .await?;
     let lookup = Arc::new(PgOffsets::new(pool.clone(), group.clone()));
     let mut consumer = kafka::consumer(
         &cfg.kafka,

@@ -409,5 +409,28 @@ pub async fn delete_records(
 
 /// Maps an unexpected `vector` type lookup failure to a readable error.
 pub fn no_pgvector(e: Error) -> Error {
+    if e.is_retriable() {
+        // A lost connection says nothing about pgvector.
+        return e;
+    }
     Error::Other(format!("pgvector's `vector` type is not available: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_not_reported_as_missing_pgvector() {
+        // Found by the soak: an embed instance starting as Postgres crashed ended on
+        // "connection closed" instead of waiting for the database.
+        let lost = Error::Store(crate::store::StoreError::Pool(
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+        ));
+        let e = no_pgvector(lost);
+        assert!(e.is_retriable(), "{e}");
+        let missing = no_pgvector(Error::Other("type \"vector\" does not exist".into()));
+        assert!(!missing.is_retriable());
+        assert!(missing.to_string().contains("pgvector"), "{missing}");
+    }
 }
