@@ -37,6 +37,7 @@ pub mod operators;
 pub mod pipeline;
 pub mod run;
 pub mod runtime;
+pub mod soak;
 pub mod sources;
 pub mod stages;
 pub mod status;

@@ -92,6 +92,10 @@ enum Command {
     /// The whole pipeline on the local Kafka and PostgreSQL, with the Bullhorn and ML
     /// simulators in this process: live progress, then a summary read back from Postgres.
     Demo(crmflow::demo::DemoArgs),
+    /// Chaos soak: every stage as its own process on the soak's own Kafka and PostgreSQL,
+    /// SIGKILLed at random, broker and database crashes, CRM and ML fault storms; then a check
+    /// against the simulators' ground truth (`scripts/soak` runs it).
+    Soak(crmflow::soak::SoakArgs),
     /// Run pipeline stages (all of them by default) until SIGINT/SIGTERM.
     Run {
         /// Comma-separated: ingest, normalize, sink, embed, match.
@@ -214,7 +218,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if matches!(cli.command, Command::Demo(_)) {
+    if matches!(cli.command, Command::Demo(_) | Command::Soak(_)) {
         crmflow::demo::quiet_logs(&mut cfg.telemetry);
     }
     // Read-only commands print their answer, not library chatter (warnings still show).
@@ -270,6 +274,9 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         }
         Command::Demo(args) => {
             crmflow::demo::run(cfg, args).await?;
+        }
+        Command::Soak(args) => {
+            crmflow::soak::run(cfg, args).await?;
         }
         Command::Replay {
             stage,

@@ -47,8 +47,12 @@ pub async fn run_sources(
         finished: progress::Finished::new(stages),
         sources,
     };
-    crate::store::migrate(&ctx.cfg).await?;
-    crate::kafka::ensure_topics(&ctx.cfg.kafka, &crate::pipeline::topic_specs(&ctx.cfg)).await?;
+    tokio::select! {
+        r = prepare(&ctx.cfg) => r?,
+        _ = wait_for_signal() => return Err(Error::Other(
+            "stopped while waiting for Postgres and Kafka at start-up".into(),
+        )),
+    }
     crate::observe::install();
     crate::observe::server::serve(ctx.cfg.clone()).await?;
     for &name in stages {
@@ -123,6 +127,31 @@ pub async fn run_sources(
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Migrations and topics, before any stage starts. A database or broker that is down or still
+/// recovering (a Postgres replaying its WAL after a crash answers "not yet accepting
+/// connections") is waited for, as during an outage mid-run, instead of ending the process.
+async fn prepare(cfg: &Config) -> Result<()> {
+    let mut attempt = 0u32;
+    loop {
+        let step = async {
+            crate::store::migrate(cfg).await?;
+            crate::kafka::ensure_topics(&cfg.kafka, &crate::pipeline::topic_specs(cfg)).await?;
+            Ok::<(), Error>(())
+        };
+        match step.await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() => {
+                if attempt == 0 {
+                    tracing::warn!(error = %e, "start-up waits for Postgres and Kafka");
+                }
+                tokio::time::sleep(crate::runtime::backoff(attempt, Duration::from_secs(5))).await;
+                attempt = attempt.saturating_add(1);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -76,10 +76,90 @@ impl std::str::FromStr for StageName {
     }
 }
 
+/// Runs `step` until it succeeds, fails with an error that is not retriable, or `shutdown` is
+/// cancelled (then the last error is returned). For the housekeeping a stage does between
+/// batches (lag, watermarks): right after a broker restart a partition may have no leader yet
+/// (`NotLeaderForPartition`), which is worth a wait, not the end of the stage.
+pub async fn retry_transient<T, F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut step: F,
+) -> crate::error::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retriable() && !shutdown.is_cancelled() => {
+                if attempt == 0 {
+                    tracing::warn!(error = %e, "{what} failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(attempt, Duration::from_secs(5))) => {}
+                    _ = shutdown.cancelled() => return Err(e),
+                }
+                attempt = attempt.saturating_add(1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Jittered exponential backoff for stage-level retries: 100 ms doubling to `cap`.
 pub fn backoff(attempt: u32, cap: Duration) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1u32 << attempt.min(16));
     let capped = base.min(cap);
     let jitter = rand::random::<f64>() * 0.5 + 0.75;
     capped.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::error::Error;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    #[tokio::test]
+    async fn transient_errors_are_waited_out_and_others_returned_at_once() {
+        // Found by the soak: both embed instances ended on NotLeaderForPartition right after a
+        // broker restart, while deciding on the bulk path.
+        let shutdown = CancellationToken::new();
+        let mut calls = 0;
+        let got = retry_transient("lag", &shutdown, || {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(Error::Kafka(KafkaError::MetadataFetch(
+                        RDKafkaErrorCode::NotLeaderForPartition,
+                    )))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 3);
+
+        let mut calls = 0;
+        let got: crate::error::Result<()> = retry_transient("lag", &shutdown, || {
+            calls += 1;
+            async { Err(Error::Other("bad".into())) }
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls, 1, "not retriable: returned at once");
+
+        shutdown.cancel();
+        let got: crate::error::Result<()> = retry_transient("lag", &shutdown, || async {
+            Err(Error::Kafka(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::NotLeaderForPartition,
+            )))
+        })
+        .await;
+        assert!(got.is_err(), "shutdown ends the wait");
+    }
 }

@@ -189,6 +189,7 @@ pub async fn supervise(source: Arc<dyn Source>, ctx: RunCtx) -> Result<(), Sourc
     let ttl = Duration::from_millis(ctx.cfg.sources.lease_ttl_ms.max(500));
     let tick = ttl / 5;
     let instance = crate::observe::watch::instance_id();
+    let mut failures = 0u32;
     loop {
         // Standby until the lease is free.
         let mut seen_holder: Option<String> = None;
@@ -245,7 +246,12 @@ pub async fn supervise(source: Arc<dyn Source>, ctx: RunCtx) -> Result<(), Sourc
             active.clone(),
             ctx.until_caught_up,
         );
+        let started = std::time::Instant::now();
         let result = source.run(io).await;
+        if started.elapsed() > Duration::from_secs(60) {
+            // It read for a while: a new failure starts a new backoff.
+            failures = 0;
+        }
         active.cancel();
         let _ = keeper.await;
         let lease_lost =
@@ -259,6 +265,20 @@ pub async fn supervise(source: Arc<dyn Source>, ctx: RunCtx) -> Result<(), Sourc
         }
         if let Err(error) = lease.release(&pool).await {
             warn!(source = crm, %error, "lease not released; it expires by itself");
+        }
+        // A CRM outage outlasting the client's own retries (a login answered 503 six times)
+        // is waited out, not the end of the process: back to standby after a backoff, so
+        // another instance may take the source meanwhile.
+        if let Err(error) = &result {
+            if error.is_retriable() && !ctx.shutdown.is_cancelled() {
+                failures = failures.saturating_add(1);
+                let delay = crate::runtime::backoff(failures, Duration::from_secs(30));
+                warn!(source = crm, %error, delay_ms = delay.as_millis() as u64, "source failed; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = ctx.shutdown.cancelled() => {}
+                }
+            }
         }
         leave(&pool, crm, &instance).await;
         return match result {

@@ -460,11 +460,13 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
     let model = cfg.ml.model.clone();
     let client = ml_client(&cfg)?;
     let pool = crate::store::pool(&cfg)?;
-    let vector_type = {
+    // A database that goes away right after start-up (a crash) is waited for, not the end.
+    let vector_type = crate::runtime::retry_transient("embed start-up", &ctx.shutdown, || async {
         let mut c = pool.get().await?;
         store::ensure_indexes(&mut c, &model, &store::IndexParams::from_config(&cfg)).await?;
-        store::vector_type(&c).await.map_err(store::no_pgvector)?
-    };
+        store::vector_type(&c).await.map_err(store::no_pgvector)
+    })
+    .await?;
     let lookup = Arc::new(PgOffsets::new(pool.clone(), group.clone()));
     let mut consumer = kafka::consumer(
         &cfg.kafka,
@@ -472,7 +474,11 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
         &[&inputs.candidate, &inputs.position],
         Some(lookup),
     )?;
-    let mut bulk_active = enter_bulk_if_large(&cfg, &consumer, &pool, &group, &inputs).await?;
+    let mut bulk_active =
+        crate::runtime::retry_transient("embed bulk-path check", &ctx.shutdown, || {
+            enter_bulk_if_large(&cfg, &consumer, &pool, &group, &inputs)
+        })
+        .await?;
     let writer = Arc::new(Writer {
         pool: pool.clone(),
         producer: Producer::new(&cfg.kafka)?,
@@ -618,7 +624,7 @@ pub async fn run(ctx: RunCtx) -> Result<()> {
             msg = consumer.recv_until(wake), if can_read => match msg {
                 Ok(None) => {
                     if gather.messages == 0 && inflight.is_empty() && lanes.is_idle() {
-                        if bulk_active && caught_up(&consumer, &pool, &group, &input_list).await? {
+                        if bulk_active && crate::runtime::retry_transient("embed lag", &ctx.shutdown, || caught_up(&consumer, &pool, &group, &input_list)).await? {
                             bulk::finish(&pool, &cfg, &model).await?;
                             bulk_active = false;
                         }

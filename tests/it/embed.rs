@@ -816,3 +816,67 @@ async fn bulk_backfill_builds_the_new_models_index_and_keeps_the_old_one() {
     );
     assert_eq!(vectors(&v2, &v2.ml.model).await.len(), 300);
 }
+
+/// Found by the soak: a HubSpot contact archived at v2 and restored at v3 with the same text. The
+/// restore (v3) reached the embed stage before the archive (v2), as the poller and the webhook
+/// ingress deliver independently. v3's text was unchanged, so the stage skipped the ML call but
+/// left the stored vector at v1; the late delete (v2 >= v1) then removed the vector of a record
+/// that is live at v3 (the sink rightly ignored the older delete). A skip now moves the stored
+/// vector's version forward, so the delete's version guard holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_delete_after_an_unchanged_newer_version_keeps_the_vector() {
+    let sim = sim().await;
+    let cfg = config("embedlatedelete", &sim);
+    let v1 = candidate(
+        7,
+        1_000,
+        "Rust engineer",
+        "Builds pipelines",
+        "a@example.com",
+        false,
+    );
+    produce_candidates(&cfg, std::slice::from_ref(&v1)).await;
+    one_shot(&cfg, &[StageName::Embed]).await;
+    assert_eq!(vectors(&cfg, &cfg.ml.model).await.len(), 1);
+
+    // v3: same text (the template's fields did not change), a new version.
+    let v3 = candidate(
+        7,
+        3_000,
+        "Rust engineer",
+        "Builds pipelines",
+        "a@example.com",
+        false,
+    );
+    produce_candidates(&cfg, &[v3]).await;
+    one_shot(&cfg, &[StageName::Embed]).await;
+    let client = crmflow::store::connect(&cfg).await.unwrap();
+    let version: i64 = client
+        .query_one(
+            "SELECT source_version FROM embeddings WHERE crm_id = '7'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 3_000, "the skip moved the stored version forward");
+
+    // The archive at v2 arrives last.
+    let v2 = candidate(
+        7,
+        2_000,
+        "Rust engineer",
+        "Builds pipelines",
+        "a@example.com",
+        true,
+    );
+    produce_candidates(&cfg, &[v2]).await;
+    one_shot(&cfg, &[StageName::Embed]).await;
+    let got = vectors(&cfg, &cfg.ml.model).await;
+    assert_eq!(
+        got.get(&("candidate".to_owned(), "7".to_owned())),
+        Some(&(hash_of_candidate(&cfg, &v1), 1)),
+        "the record is live at v3: its vector stays"
+    );
+    sim.shutdown().await.unwrap();
+}

@@ -571,3 +571,23 @@ async fn event_mode_regets_batches_lost_in_a_crash() {
     assert_eq!(state["state"], "done", "{state}");
     assert!(state["request_id"].as_u64().unwrap() >= 3, "{state}");
 }
+
+/// Found by the soak: a Bullhorn 5xx storm longer than the client's own retries (the login
+/// answered 503 six times) ended the source, and with it `crmflow run` (every stage of the
+/// process). The source now waits the outage out and catches up once the CRM answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_outage_longer_than_the_client_retries_does_not_end_the_source() {
+    let sim = start_sim(120, 10, 0.0).await;
+    let cfg = setup("ingestoutage", &sim).await;
+    // More failures in a row than the client retries: the first login attempts all give up.
+    sim.fail_next(25);
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        crmflow::run::run(cfg.clone(), &[crmflow::runtime::StageName::Ingest], true),
+    )
+    .await
+    .expect("ingest caught up within 120 s")
+    .expect("ingest outlived the outage");
+    assert_complete(&cfg, &sim, "Candidate", "poll").await;
+    assert!(sim.stats().total_requests > 25, "the outage was hit");
+}

@@ -18,6 +18,7 @@ mod outage;
 mod salesforce;
 mod secure;
 mod semantic;
+mod soak;
 mod sources;
 mod stages;
 mod traces;

@@ -123,3 +123,49 @@ async fn postgres_outage_logs_one_line_down_and_one_line_back() {
         .collect();
     assert_eq!(loud.len(), 1, "WARN/ERROR lines:\n{}", loud.join("\n"));
 }
+
+/// Found by the soak: a stage started while Postgres was down or still recovering from a crash
+/// ("the database system is not yet accepting connections") exited at once. It waits instead,
+/// and runs once the database answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_started_while_postgres_is_down_waits_for_it() {
+    let cfg = isolated_config("startdown");
+    let proxy = Proxy::start(format!("{}:{}", cfg.postgres.host, cfg.postgres.port)).await;
+    proxy.cut();
+    let mut child = ChildGuard(
+        crmflow_cmd(&cfg)
+            .args(["run", "--stages", "sink", "--until-caught-up"])
+            .env("DB_PORT", proxy.port.to_string())
+            .env("CRMFLOW_POSTGRES__CONNECT_TIMEOUT_SECS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the stage waits for the database instead of exiting"
+    );
+    proxy.restore();
+    // Nothing to consume: once migrated, the one-shot run catches up and exits 0.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage did not finish after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(status.success(), "{status}");
+    let db = crmflow::store::connect(&cfg).await.unwrap();
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM stage_offsets", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 0, "migrated");
+}

@@ -307,6 +307,37 @@ fn keys_of(rows: &[tokio_postgres::Row]) -> HashSet<Key> {
         .collect()
 }
 
+/// Moves the stored version of vectors whose text is unchanged (same content hash) forward to
+/// the record's newer version, so the delete guard of [`delete_records`] compares against the
+/// record's latest version, not the version whose text was last embedded.
+pub async fn advance_versions(
+    tx: &impl GenericClient,
+    model: &str,
+    unchanged: &[(&Key, i64, &str)],
+) -> Result<()> {
+    if unchanged.is_empty() {
+        return Ok(());
+    }
+    let (mut es, mut cs, mut ids, mut vs, mut hs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, v, h) in unchanged {
+        es.push(k.entity.as_str());
+        cs.push(k.crm.as_str());
+        ids.push(k.crm_id.as_str());
+        vs.push(*v);
+        hs.push(*h);
+    }
+    tx.execute(
+        "UPDATE embeddings e SET source_version = d.v
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[]) AS d(entity, crm, crm_id, v, h)
+         WHERE e.model = $1 AND e.entity = d.entity AND e.crm = d.crm AND e.crm_id = d.crm_id
+           AND e.content_hash = d.h AND e.source_version < d.v",
+        &[&model, &es, &cs, &ids, &vs, &hs],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Removes the vectors (every model) of deleted records whose stored version is not newer than
 /// the delete, their match lists, and their entries in other records' lists (those records are
 /// queued to recompute theirs). Returns the keys whose vectors were removed.
@@ -378,5 +409,28 @@ pub async fn delete_records(
 
 /// Maps an unexpected `vector` type lookup failure to a readable error.
 pub fn no_pgvector(e: Error) -> Error {
+    if e.is_retriable() {
+        // A lost connection says nothing about pgvector.
+        return e;
+    }
     Error::Other(format!("pgvector's `vector` type is not available: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_not_reported_as_missing_pgvector() {
+        // Found by the soak: an embed instance starting as Postgres crashed ended on
+        // "connection closed" instead of waiting for the database.
+        let lost = Error::Store(crate::store::StoreError::Pool(
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+        ));
+        let e = no_pgvector(lost);
+        assert!(e.is_retriable(), "{e}");
+        let missing = no_pgvector(Error::Other("type \"vector\" does not exist".into()));
+        assert!(!missing.is_retriable());
+        assert!(missing.to_string().contains("pgvector"), "{missing}");
+    }
 }

@@ -198,6 +198,19 @@ pub(super) async fn write_once(w: &Writer, epoch: i64, embedded: &Embedded) -> R
         })
         .collect();
     let written = store::write_vectors(&tx, &w.vector_type, &w.model, rows).await?;
+    // Unchanged texts (skipped, or embedded again to the same hash) still move the stored
+    // vector's version forward: an older delete arriving later must not remove it.
+    let unchanged: Vec<(&Key, i64, &str)> = p
+        .skipped
+        .iter()
+        .filter_map(|(key, state, _)| Some((key, state.version, state.hash.as_deref()?)))
+        .chain(
+            p.embed
+                .iter()
+                .map(|(rec, hash)| (&rec.key, rec.version, &**hash)),
+        )
+        .collect();
+    store::advance_versions(&tx, &w.model, &unchanged).await?;
     let deletes: Vec<(&Key, i64)> = p.deletes.iter().map(|r| (&r.key, r.version)).collect();
     let removed = store::delete_records(&tx, &deletes).await?;
     offsets::store(&tx, &w.group, &p.next).await?;
