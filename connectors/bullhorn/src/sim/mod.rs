@@ -450,6 +450,18 @@ impl SimHandle {
             .collect())
     }
 
+    /// `(id, dateLastModified, isDeleted)` of every record of a type, in id order (cheap: no field is
+    /// cloned; for seeding a large comparison).
+    pub fn versions(&self, entity: &str) -> Result<Vec<(i64, i64, bool)>, SimError> {
+        let db = self.shared.db.read();
+        Ok(db
+            .store(entity)?
+            .records
+            .values()
+            .map(|r| (r.id, r.modified, r.deleted))
+            .collect())
+    }
+
     /// Number of records of a type (deleted ones included).
     pub fn count(&self, entity: &str) -> Result<usize, SimError> {
         Ok(self.shared.db.read().store(entity)?.records.len())
@@ -551,6 +563,11 @@ impl SimHandle {
     /// Expires every session; returns how many there were.
     pub fn expire_all_sessions(&self) -> usize {
         self.shared.auth.lock().expire_sessions()
+    }
+
+    /// Clears the request statistics (as `POST /sim/stats/reset`).
+    pub fn reset_stats(&self) {
+        *self.shared.stats.lock() = Default::default();
     }
 
     /// Request statistics (same as `GET /sim/stats` minus the live extras).
