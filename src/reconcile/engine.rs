@@ -1,9 +1,11 @@
 //! One reconcile pass over one CRM entity: list the CRM page by page (the next page is fetched
 //! while the current one is compared and repaired), merge each page with the Postgres rows of the
-//! same id range, re-check what differs against the current rows (the cursor's snapshot is as old as
-//! the run) and, for `gone`, against the CRM by id; then repair (re-read and emit, or tombstone),
-//! wait for Kafka to acknowledge, and only then record the page's last id as done. Rows past the
-//! CRM's last id are swept at the end.
+//! same id range and re-check what differs against the current rows (the cursor's snapshot is as
+//! old as the run). Findings wait in a batch (`reconcile.reread_batch`) so the CRM sees one re-read
+//! and one gone check per batch rather than per page; a full batch is checked (`gone` against the
+//! CRM by id), counted, repaired (re-read and emit, or tombstone) and acknowledged by Kafka, and
+//! only a page boundary with no pending finding is recorded as done. Rows past the CRM's last id
+//! are swept at the end.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -133,6 +135,10 @@ impl EntityCtx<'_> {
             let mut pg =
                 PgSide::open(&tx, table, crm, self.lister.order(), after.as_deref()).await?;
             let mut page = self.lister.list(self.entity, after.as_deref()).await?;
+            // Findings waiting for their repair: re-reads and gone checks go to the CRM in batches
+            // (not one request per page), and progress moves only when none is pending.
+            let mut pending: Vec<Finding> = Vec::new();
+            let batch = self.cfg.reconcile.reread_batch.max(1) as usize;
             loop {
                 if self.shutdown.is_cancelled() {
                     return Ok(false);
@@ -145,17 +151,32 @@ impl EntityCtx<'_> {
                             break;
                         }
                         let last = rows.last().map(|r| r.id.clone());
-                        self.settle(table, &[], &rows, &dlq, &mut report).await?;
+                        self.compare(table, &[], &rows, &dlq, &mut report, &mut pending)
+                            .await?;
+                        if pending.len() >= batch {
+                            self.flush(&mut pending, &mut report).await?;
+                        }
                         after = last;
-                        self.save(
-                            run_id,
-                            after.as_deref(),
-                            &mut report,
-                            requests_before,
-                            base_requests,
-                        )
-                        .await?;
+                        if pending.is_empty() {
+                            self.save(
+                                run_id,
+                                after.as_deref(),
+                                &mut report,
+                                requests_before,
+                                base_requests,
+                            )
+                            .await?;
+                        }
                     }
+                    self.flush(&mut pending, &mut report).await?;
+                    self.save(
+                        run_id,
+                        after.as_deref(),
+                        &mut report,
+                        requests_before,
+                        base_requests,
+                    )
+                    .await?;
                     return Ok(true);
                 }
                 let order = self.lister.order();
@@ -175,21 +196,28 @@ impl EntityCtx<'_> {
                 let (done, next) = tokio::join!(
                     async {
                         let rows = pg.take_through(Some(&last)).await?;
-                        self.settle(table, &page, &rows, &dlq, &mut report).await
+                        self.compare(table, &page, &rows, &dlq, &mut report, &mut pending)
+                            .await?;
+                        if pending.len() >= batch {
+                            self.flush(&mut pending, &mut report).await?;
+                        }
+                        Ok::<_, ReconcileError>(())
                     },
                     self.lister.list(self.entity, Some(&last))
                 );
                 done?;
                 page = next?;
                 after = Some(last);
-                self.save(
-                    run_id,
-                    after.as_deref(),
-                    &mut report,
-                    requests_before,
-                    base_requests,
-                )
-                .await?;
+                if pending.is_empty() {
+                    self.save(
+                        run_id,
+                        after.as_deref(),
+                        &mut report,
+                        requests_before,
+                        base_requests,
+                    )
+                    .await?;
+                }
             }
         }
         .await;
@@ -248,23 +276,53 @@ impl EntityCtx<'_> {
         }
     }
 
-    /// Compares one stretch, confirms what differs, counts it and (unless dry) repairs it; returns
-    /// once Kafka acknowledged every repair.
-    async fn settle(
+    /// Compares one stretch and re-checks what differs against the rows as they are now; the
+    /// findings join `pending`.
+    async fn compare(
         &self,
         table: &str,
         crm: &[Listed],
         rows: &[Stored],
         dlq: &DlqIndex,
         report: &mut EntityReport,
+        pending: &mut Vec<Finding>,
     ) -> Result<(), ReconcileError> {
         report.listed += crm.len() as u64;
-        let order = self.lister.order();
-        let found = diff::diff(order, crm, rows, |id| dlq.version(id));
-        if found.is_empty() {
+        let found = diff::diff(self.lister.order(), crm, rows, |id| dlq.version(id));
+        if !found.is_empty() {
+            pending.extend(self.confirm(table, crm, found, dlq).await?);
+        }
+        Ok(())
+    }
+
+    /// Checks pending `gone` findings against the CRM by id, counts every finding and (unless dry)
+    /// repairs them; returns once Kafka acknowledged every repair.
+    async fn flush(
+        &self,
+        pending: &mut Vec<Finding>,
+        report: &mut EntityReport,
+    ) -> Result<(), ReconcileError> {
+        if pending.is_empty() {
             return Ok(());
         }
-        let findings = self.confirm(table, crm, found, dlq).await?;
+        let mut findings = std::mem::take(pending);
+        let gone: Vec<String> = findings
+            .iter()
+            .filter(|f| f.kind == Kind::Gone)
+            .map(|f| f.id.clone())
+            .collect();
+        if !gone.is_empty() {
+            let present = self.lister.still_present(self.entity, &gone).await?;
+            if !present.is_empty() {
+                warn!(
+                    crm = self.lister.crm(),
+                    entity = self.entity,
+                    n = present.len(),
+                    "records absent from the listing are still readable by id; not tombstoned"
+                );
+                findings.retain(|f| !(f.kind == Kind::Gone && present.contains(&f.id)));
+            }
+        }
         let (crm_name, entity) = (self.lister.crm(), self.entity);
         for f in &findings {
             report.count(f.kind, 1);
@@ -310,7 +368,7 @@ impl EntityCtx<'_> {
         Ok(())
     }
 
-    /// Re-checks findings against the rows as they are now, and `gone` ones against the CRM by id.
+    /// Re-checks findings against the rows as they are now (the cursor's snapshot is as old as the run).
     async fn confirm(
         &self,
         table: &str,
@@ -333,23 +391,6 @@ impl EntityCtx<'_> {
                     crm_version,
                     pg_version,
                 });
-            }
-        }
-        let gone: Vec<String> = out
-            .iter()
-            .filter(|f| f.kind == Kind::Gone)
-            .map(|f| f.id.clone())
-            .collect();
-        if !gone.is_empty() {
-            let present = self.lister.still_present(self.entity, &gone).await?;
-            if !present.is_empty() {
-                warn!(
-                    crm = self.lister.crm(),
-                    entity = self.entity,
-                    n = present.len(),
-                    "records absent from the listing are still readable by id; not tombstoned"
-                );
-                out.retain(|f| !(f.kind == Kind::Gone && present.contains(&f.id)));
             }
         }
         Ok(out)

@@ -429,6 +429,7 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     sim.set_latency_ms(0);
     let mut cfg2 = cfg.clone();
     cfg2.reconcile.page_size = 20;
+    cfg2.reconcile.reread_batch = 2;
     let reports = reconcile::run(
         &cfg2,
         &Options {
