@@ -391,6 +391,8 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     .env("BULLHORN_USERNAME", c.username)
     .env("BULLHORN_PASSWORD", c.password)
     .env("CRMFLOW_RECONCILE__PAGE_SIZE", "20")
+    // Small repair batches, so progress is recorded every few pages.
+    .env("CRMFLOW_RECONCILE__REREAD_BATCH", "2")
     .stdout(std::process::Stdio::null())
     .stderr(child_log(&cfg));
     let mut child = ChildGuard(cmd.spawn().expect("spawn crmflow reconcile"));
