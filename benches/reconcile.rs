@@ -34,6 +34,7 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
 async fn seed_postgres(cfg: &Config, sim: &SimHandle) -> usize {
     let versions = sim.versions("Candidate").unwrap();
     let client = crmflow::store::connect(cfg).await.unwrap();
+    let topic = crmflow::kafka::Topics::new(&cfg.kafka).raw("bullhorn", "Candidate");
     for chunk in versions.chunks(20_000) {
         let ids: Vec<String> = chunk.iter().map(|r| r.0.to_string()).collect();
         let vs: Vec<i64> = chunk.iter().map(|r| r.1).collect();
@@ -41,9 +42,9 @@ async fn seed_postgres(cfg: &Config, sim: &SimHandle) -> usize {
         client
             .execute(
                 "INSERT INTO candidates (crm, crm_id, source_version, deleted_at, event_id, raw_topic, raw_partition, raw_offset)
-                 SELECT 'bullhorn', id, v, CASE WHEN d THEN now() END, 'bench', 'bench', 0, 0
+                 SELECT 'bullhorn', id, v, CASE WHEN d THEN now() END, 'bench', $4, 0, 0
                  FROM unnest($1::text[], $2::int8[], $3::bool[]) AS t(id, v, d)",
-                &[&ids, &vs, &ds],
+                &[&ids, &vs, &ds, &topic],
             )
             .await
             .unwrap();

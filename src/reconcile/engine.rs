@@ -130,10 +130,18 @@ impl EntityCtx<'_> {
         let requests_before = self.lister.requests();
         let base_requests = report.requests;
         let result = async {
-            let dlq = DlqIndex::load(self.cfg, &self.emitter_topic()).await?;
+            let topic = self.emitter_topic();
+            let dlq = DlqIndex::load(self.cfg, &topic).await?;
             let tx = lock.client().transaction().await?;
-            let mut pg =
-                PgSide::open(&tx, table, crm, self.lister.order(), after.as_deref()).await?;
+            let mut pg = PgSide::open(
+                &tx,
+                table,
+                crm,
+                &topic,
+                self.lister.order(),
+                after.as_deref(),
+            )
+            .await?;
             let mut page = self.lister.list(self.entity, after.as_deref()).await?;
             // Findings waiting for their repair: re-reads and gone checks go to the CRM in batches
             // (not one request per page), and progress moves only when none is pending.
@@ -377,7 +385,8 @@ impl EntityCtx<'_> {
         dlq: &DlqIndex,
     ) -> Result<Vec<Finding>, ReconcileError> {
         let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
-        let now = runs::current(self.pool, table, self.lister.crm(), &ids).await?;
+        let topic = self.emitter_topic();
+        let now = runs::current(self.pool, table, self.lister.crm(), &topic, &ids).await?;
         let listed: HashMap<&str, &Listed> = crm.iter().map(|l| (l.id.as_str(), l)).collect();
         let mut out = Vec::with_capacity(found.len());
         for f in found {

@@ -21,6 +21,7 @@ pub mod bullhorn;
 pub mod diff;
 pub mod dlq;
 pub mod engine;
+pub mod hubspot;
 pub mod runs;
 pub mod schedule;
 
@@ -203,11 +204,17 @@ pub async fn listers(cfg: &Config, opts: &Options) -> Result<Vec<Box<dyn Lister>
     if cfg.bullhorn.enabled && wanted(bullhorn::CRM) {
         out.push(Box::new(bullhorn::BullhornLister::connect(cfg).await?));
     }
+    if let Some(hs) = cfg
+        .hubspot
+        .as_ref()
+        .filter(|_| (crate::sources::hubspot::KIND.configured)(cfg) && wanted(hubspot::CRM))
+    {
+        out.push(Box::new(hubspot::HubspotLister::new(cfg, hs)?));
+    }
     if let Some(crm) = &opts.crm {
         if out.is_empty() {
             return Err(ReconcileError::Config(format!(
-                "cannot reconcile {crm:?}: reconciliation supports bullhorn (configured: {})",
-                cfg.bullhorn.enabled
+                "cannot reconcile {crm:?}: reconciliation supports bullhorn and hubspot, when configured"
             )));
         }
     }

@@ -62,7 +62,7 @@ fn order_sql(order: IdOrder) -> (&'static str, &'static str) {
     match order {
         IdOrder::Numeric => (
             "length(crm_id), crm_id COLLATE \"C\"",
-            "(length(crm_id), crm_id COLLATE \"C\") > (length($2), $2 COLLATE \"C\")",
+            "(length(crm_id), crm_id COLLATE \"C\") > (length($3), $3 COLLATE \"C\")",
         ),
         IdOrder::Text => (
             "crm_id COLLATE \"C\"",
@@ -82,11 +82,13 @@ pub struct PgSide<'t> {
 }
 
 impl<'t> PgSide<'t> {
-    /// Opens the cursor over `table` for `crm`, ids after `after`.
+    /// Opens the cursor over the rows of `table` written from `raw_topic` (one CRM entity: several
+    /// entities of a CRM can share a table) for `crm`, ids after `after`.
     pub async fn open(
         tx: &'t Transaction<'t>,
         table: &str,
         crm: &str,
+        raw_topic: &str,
         order: IdOrder,
         after: Option<&str>,
     ) -> Result<Self, ReconcileError> {
@@ -95,13 +97,16 @@ impl<'t> PgSide<'t> {
         let portal = match after {
             Some(after) => {
                 let sql = format!(
-                    "SELECT {cols} FROM {table} WHERE crm = $1 AND {after_sql} ORDER BY {order_by}"
+                    "SELECT {cols} FROM {table} WHERE crm = $1 AND raw_topic = $2 AND {after_sql} \
+                     ORDER BY {order_by}"
                 );
-                tx.bind(sql.as_str(), &[&crm, &after]).await?
+                tx.bind(sql.as_str(), &[&crm, &raw_topic, &after]).await?
             }
             None => {
-                let sql = format!("SELECT {cols} FROM {table} WHERE crm = $1 ORDER BY {order_by}");
-                tx.bind(sql.as_str(), &[&crm]).await?
+                let sql = format!(
+                    "SELECT {cols} FROM {table} WHERE crm = $1 AND raw_topic = $2 ORDER BY {order_by}"
+                );
+                tx.bind(sql.as_str(), &[&crm, &raw_topic]).await?
             }
         };
         Ok(Self {
@@ -166,6 +171,7 @@ pub async fn current(
     pool: &Pool,
     table: &str,
     crm: &str,
+    raw_topic: &str,
     ids: &[String],
 ) -> Result<std::collections::HashMap<String, Stored>, ReconcileError> {
     if ids.is_empty() {
@@ -174,10 +180,10 @@ pub async fn current(
     let client = pool.get().await?;
     let sql = format!(
         "SELECT crm_id, source_version, deleted_at IS NOT NULL FROM {table} \
-         WHERE crm = $1 AND crm_id = ANY($2)"
+         WHERE crm = $1 AND crm_id = ANY($2) AND raw_topic = $3"
     );
     Ok(client
-        .query(sql.as_str(), &[&crm, &ids])
+        .query(sql.as_str(), &[&crm, &ids, &raw_topic])
         .await?
         .into_iter()
         .map(|r| {

@@ -492,3 +492,105 @@ async fn one_reconcile_at_a_time() {
     held.release().await;
     assert!(reconcile::run(&cfg, &Options::default()).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
+    use crmflow_hubspot::sim::{SimConfig, Simulator};
+    let sim = Simulator::start(SimConfig {
+        contacts: 300,
+        jobs: 20,
+        ..SimConfig::for_tests()
+    })
+    .await
+    .expect("hubspot simulator");
+    let mut cfg = crate::hubspot::setup("rec_hs", &sim).await;
+    let stages = [StageName::Ingest, StageName::Normalize, StageName::Sink];
+    let once = |cfg: Config| async move {
+        tokio::time::timeout(
+            Duration::from_secs(240),
+            crmflow::run::run(cfg, &stages, true),
+        )
+        .await
+        .expect("one-shot within 240 s")
+        .expect("one-shot");
+    };
+    once(cfg.clone()).await;
+    let before = rows(&cfg, "candidates").await;
+    let ids = live(&before, 5, &HashSet::new());
+    // Three GDPR deletions nobody reports (one over HTTP), a row removed and a row set back by hand.
+    for id in &ids[..2] {
+        assert!(sim.purge("contacts", id.parse().unwrap()).unwrap());
+    }
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/sim/purge/contacts/{}", sim.base_url(), ids[2]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["purged"], true);
+    let client = crmflow::store::connect(&cfg).await.unwrap();
+    client
+        .execute(
+            "DELETE FROM candidates WHERE crm = 'hubspot' AND crm_id = $1",
+            &[&ids[3]],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE candidates SET source_version = source_version - 5000 WHERE crm = 'hubspot' AND crm_id = $1",
+            &[&ids[4]],
+        )
+        .await
+        .unwrap();
+    once(cfg.clone()).await;
+
+    cfg.reconcile.page_size = 40;
+    let reports = reconcile::run(
+        &cfg,
+        &Options {
+            crm: Some("hubspot".into()),
+            entity: Some("contact".into()),
+            dry_run: false,
+        },
+    )
+    .await
+    .expect("reconcile hubspot");
+    eprintln!("{}", reconcile::render(&reports));
+    let r = &reports[0];
+    assert_eq!((r.crm.as_str(), r.entity.as_str()), ("hubspot", "contact"));
+    assert_eq!(
+        [r.missing, r.stale, r.gone, r.newer_in_pg],
+        [1, 1, 3, 0],
+        "{r:?}"
+    );
+    assert_eq!(r.repaired, 5);
+    once(cfg.clone()).await;
+    let after = rows(&cfg, "candidates").await;
+    for id in &ids[..3] {
+        assert!(after[id].1, "{id} tombstoned");
+    }
+    assert_eq!(
+        after[&ids[3]], before[&ids[3]],
+        "the removed row is back at its version"
+    );
+    assert_eq!(
+        after[&ids[4]], before[&ids[4]],
+        "the set-back row is current again"
+    );
+    let again = reconcile::run(
+        &cfg,
+        &Options {
+            crm: Some("hubspot".into()),
+            dry_run: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for r in &again {
+        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
+    }
+}
