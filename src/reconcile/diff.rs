@@ -231,7 +231,8 @@ mod tests {
     #[test]
     fn classify_table() {
         use Kind::*;
-        let cases: Vec<(Option<Listed>, Option<Stored>, Option<i64>, Option<Kind>)> = vec![
+        type Case = (Option<Listed>, Option<Stored>, Option<i64>, Option<Kind>);
+        let cases: Vec<Case> = vec![
             // CRM only.
             (Some(l("1", 10, false)), None, None, Some(Missing)),
             (Some(l("1", 10, true)), None, None, None),
