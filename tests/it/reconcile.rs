@@ -489,7 +489,20 @@ async fn one_reconcile_at_a_time() {
     let err = reconcile::run(&cfg, &Options::default()).await.unwrap_err();
     assert!(matches!(err, reconcile::ReconcileError::Busy(_)), "{err}");
     assert!(err.is_retriable());
+    // A scheduled round on another replica skips instead.
+    let token = tokio_util::sync::CancellationToken::new();
+    assert!(!reconcile::schedule::round(&cfg, &token).await.unwrap());
     held.release().await;
+    assert!(reconcile::schedule::round(&cfg, &token).await.unwrap());
+    let status = crmflow::status::read(&cfg).await.unwrap();
+    assert!(
+        status
+            .reconcile
+            .iter()
+            .any(|r| r.entity == "Candidate" && r.state == "done"),
+        "{:?}",
+        status.reconcile
+    );
     assert!(reconcile::run(&cfg, &Options::default()).await.is_ok());
 }
 
