@@ -36,6 +36,7 @@ pub mod conninfo;
 mod hubspot;
 mod kafka;
 mod postgres;
+mod reconcile;
 mod salesforce;
 mod secrets;
 
@@ -48,6 +49,7 @@ pub use kafka::{
 };
 use postgres::url_layer;
 pub use postgres::{PostgresConfig, SslMode};
+pub use reconcile::ReconcileConfig;
 pub use salesforce::{SalesforceAuth, SalesforceConfig, SALESFORCE_CONTACT_FIELDS};
 use secrets::secret_from_file;
 pub use secrets::{read_secret_file, SECRET_KEYS};
@@ -166,6 +168,8 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub telemetry: TelemetryConfig,
     pub metrics: MetricsConfig,
+    /// Reconciliation of each CRM against Postgres (`crmflow reconcile`, scheduled inside `run`).
+    pub reconcile: ReconcileConfig,
 }
 
 /// What every source shares: how its active/standby lease behaves.

@@ -22,6 +22,8 @@
 //! - [`status`]: lag, sources and dead letters as `crmflow status` shows them.
 //! - [`demo`]: `crmflow demo`, the whole pipeline with both simulators in process.
 //! - [`lineage`]: `crmflow lineage`, where a row came from, read from what is stored.
+//! - [`reconcile`]: `crmflow reconcile` and its scheduled mode: CRM listings compared with
+//!   Postgres, repairs sent through the raw topics.
 
 pub mod codec;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod model;
 pub mod observe;
 pub mod operators;
 pub mod pipeline;
+pub mod reconcile;
 pub mod run;
 pub mod runtime;
 pub mod soak;

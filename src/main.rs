@@ -89,6 +89,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare each CRM's records (id, version, deleted) with Postgres and the DLQ, and repair
+    /// what incremental capture missed: missing and stale records are re-read and emitted, records
+    /// gone from the CRM get a tombstone, rows newer than the CRM are only reported. Repairs go
+    /// through the raw topics (the running stages apply them). Resumes an interrupted run.
+    Reconcile {
+        /// Only this CRM (e.g. bullhorn).
+        #[arg(long)]
+        crm: Option<String>,
+        /// Only this entity, as named in the raw topics (e.g. Candidate).
+        #[arg(long)]
+        entity: Option<String>,
+        /// Report what differs without sending or recording anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// The whole pipeline on the local Kafka and PostgreSQL, with the Bullhorn and ML
     /// simulators in this process: live progress, then a summary read back from Postgres.
     Demo(crmflow::demo::DemoArgs),
@@ -295,6 +313,26 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => dlq(command, cfg).await?,
+        Command::Reconcile {
+            crm,
+            entity,
+            dry_run,
+            json,
+        } => {
+            let opts = crmflow::reconcile::Options {
+                crm,
+                entity,
+                dry_run,
+            };
+            let reports = crmflow::reconcile::run(&cfg, &opts)
+                .await
+                .context("reconcile")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", crmflow::reconcile::render(&reports));
+            }
+        }
         Command::Lineage { record, json } => {
             let journey = crmflow::lineage::read(&cfg, &record)
                 .await

@@ -32,13 +32,25 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
 /// Same as [`run`], with ingest reading only the named `sources` (`--sources`; `None`: every
 /// configured source). An unknown or unconfigured name is a one-line error before anything starts.
 pub async fn run_sources(
-    cfg: Config,
+    mut cfg: Config,
     stages: &[StageName],
     sources: Option<Vec<String>>,
     until_caught_up: bool,
 ) -> Result<()> {
     if stages.contains(&StageName::Ingest) || sources.is_some() {
         crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
+    }
+    // Scheduled reconciliation (long-running runs with ingest only) takes its share of each CRM's
+    // request budget; ingest keeps the rest, so together they stay under the CRM's limit.
+    let reconcile = cfg
+        .reconcile
+        .interval()
+        .filter(|_| stages.contains(&StageName::Ingest) && !until_caught_up)
+        .map(|interval| (cfg.clone(), interval));
+    if reconcile.is_some() {
+        cfg.bullhorn.requests_per_minute = cfg
+            .reconcile
+            .ingest_budget(cfg.bullhorn.requests_per_minute);
     }
     let ctx = RunCtx {
         cfg: Arc::new(cfg),
@@ -91,6 +103,13 @@ pub async fn run_sources(
             shutdown.cancel();
         })
     };
+    let reconciling = reconcile.map(|(cfg, interval)| {
+        tokio::spawn(crate::reconcile::schedule::run(
+            cfg,
+            interval,
+            ctx.shutdown.clone(),
+        ))
+    });
     let mut set = tokio::task::JoinSet::new();
     for &name in stages {
         let ctx = ctx.clone();
@@ -117,6 +136,10 @@ pub async fn run_sources(
         }
     }
     signals.abort();
+    if let Some(r) = reconciling {
+        ctx.shutdown.cancel();
+        let _ = r.await;
+    }
     observing.cancel();
     let _ = watcher.await;
     // The display's last lines come after the watcher's last measurement.

@@ -179,6 +179,8 @@ pub struct Status {
     /// Active and standby instances per source.
     pub readers: Vec<SourceReaders>,
     pub dlq_depth: i64,
+    /// The latest reconcile of each CRM entity and what it found (empty before the first).
+    pub reconcile: Vec<crate::reconcile::runs::LastRun>,
 }
 
 /// A heartbeat older than this means the instance is gone.
@@ -294,6 +296,10 @@ pub async fn read(cfg: &Config) -> Result<Status> {
         sources,
         readers,
         dlq_depth: probe.dlq_depth()?,
+        // A schema migrated before reconciliation existed has no runs to show.
+        reconcile: crate::reconcile::runs::last_runs(&client)
+            .await
+            .unwrap_or_default(),
     })
 }
 
@@ -459,6 +465,42 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(o, "{:<12} {:<36} {}", r.source, active, standby);
         }
     }
+    if !s.reconcile.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{:<28} {:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  FINISHED",
+            "RECONCILE",
+            "STATE",
+            "LISTED",
+            "MISSING",
+            "STALE",
+            "GONE",
+            "NEWER",
+            "IN DLQ",
+            "REPAIRED"
+        );
+        for r in &s.reconcile {
+            let state = match &r.error {
+                Some(e) => format!("{} ({})", r.state, e.chars().take(40).collect::<String>()),
+                None => r.state.clone(),
+            };
+            let _ = writeln!(
+                o,
+                "{:<28} {:<8} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}  {}",
+                format!("{}/{}", r.crm, r.entity),
+                state,
+                r.listed,
+                r.missing,
+                r.stale,
+                r.gone,
+                r.newer_in_pg,
+                r.in_dlq,
+                r.repaired,
+                ago(s.at, r.finished_at)
+            );
+        }
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -512,6 +554,20 @@ mod tests {
                 standby: vec!["host-b:42".into(), "host-c:43".into()],
             }],
             dlq_depth: 0,
+            reconcile: vec![crate::reconcile::runs::LastRun {
+                crm: "bullhorn".into(),
+                entity: "Candidate".into(),
+                state: "done".into(),
+                finished_at: None,
+                listed: 1000,
+                missing: 2,
+                stale: 1,
+                gone: 3,
+                newer_in_pg: 0,
+                in_dlq: 4,
+                repaired: 6,
+                error: None,
+            }],
         };
         let text = render(&s);
         let line = |needle: &str| {
@@ -530,5 +586,27 @@ mod tests {
             "{readers}"
         );
         assert!(readers.ends_with("host-b:42, host-c:43"), "{readers}");
+        // The reconcile table comes after the sources, one line per entity with its counts.
+        let rec = text
+            .lines()
+            .skip_while(|l| !l.starts_with("RECONCILE"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("reconcile table in {text}"));
+        let cols: Vec<&str> = rec.split_whitespace().collect();
+        assert_eq!(
+            &cols[..9],
+            &[
+                "bullhorn/Candidate",
+                "done",
+                "1000",
+                "2",
+                "1",
+                "3",
+                "0",
+                "4",
+                "6"
+            ],
+            "{rec}"
+        );
     }
 }

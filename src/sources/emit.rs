@@ -93,6 +93,18 @@ impl Emitter {
         changed_fields: Vec<String>,
         tp: &TraceParent,
     ) -> Result<Option<Delivery>, SourceError> {
+        self.emit_tagged(record, changed_fields, tp, &[]).await
+    }
+
+    /// [`Emitter::emit`] with extra Kafka headers on the event (reconciliation says `op` and
+    /// `reason` there); the event itself is an ordinary `ChangeEvent`.
+    pub async fn emit_tagged(
+        &self,
+        record: Record<'_>,
+        changed_fields: Vec<String>,
+        tp: &TraceParent,
+        tags: &[(&str, &str)],
+    ) -> Result<Option<Delivery>, SourceError> {
         crate::observe::records_in("ingest", 1);
         let key: (Arc<str>, i64) = (Arc::from(record.id), record.version);
         if self.seen.contains_key(&key) {
@@ -119,7 +131,13 @@ impl Emitter {
             record.version,
             &self.topic,
         );
-        let headers = inject(OwnedHeaders::new(), &tp);
+        let mut headers = inject(OwnedHeaders::new(), &tp);
+        for (key, value) in tags {
+            headers = headers.insert(rdkafka::message::Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
         let delivery = self
             .producer
             .send(&self.topic, event.record_id.as_bytes(), &payload, headers)

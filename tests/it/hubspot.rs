@@ -33,7 +33,7 @@ async fn start_sim(cfg: SimConfig) -> SimHandle {
 
 /// A namespaced configuration reading contacts and jobs from `sim` (Bullhorn off), with topics
 /// and schema created.
-async fn setup(test: &str, sim: &SimHandle) -> Config {
+pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     let mut cfg = isolated_config(test);
     cfg.bullhorn.enabled = false;
     cfg.hubspot = Some(HubspotConfig {

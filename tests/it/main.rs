@@ -15,6 +15,7 @@ mod ingest;
 mod lineage;
 mod operate;
 mod outage;
+mod reconcile;
 mod salesforce;
 mod secure;
 mod semantic;

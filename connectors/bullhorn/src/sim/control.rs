@@ -5,6 +5,12 @@
 //! - `GET /sim/faults`, `POST /sim/faults` (JSON [`FaultsPatch`]): fault settings.
 //! - `POST /sim/expire-sessions`: every session token answers 401 from now on.
 //! - `POST /sim/changes?count=N`: applies N random inserts/updates/soft deletes now.
+//! - `POST /sim/hard-delete/{Type}/{id}`: removes a record with no event and no newer `dateLastModified`
+//!   (a purge or GDPR erasure; what incremental reads cannot see).
+//! - `POST /sim/merge/{Type}?winner=A&loser=B[&silent=true]`: a duplicate merge: the loser vanishes
+//!   unreported, the winner is updated (with an event unless `silent`).
+//! - `POST /sim/events/lapse`, `POST /sim/events/resume`: while lapsed, every subscription loses its queued
+//!   events and every new one.
 //! - `GET /sim/state/{Type}`: ground truth, every record (deleted ones included, all stored fields) as JSON
 //!   lines, streamed in chunks so the store lock is never held for the whole dump.
 
@@ -35,6 +41,10 @@ pub fn router() -> Router<Shared> {
         .route("/sim/expire-sessions", post(expire_sessions))
         .route("/sim/changes", post(changes))
         .route("/sim/state/{entity}", get(state))
+        .route("/sim/hard-delete/{entity}/{id}", post(hard_delete))
+        .route("/sim/merge/{entity}", post(merge))
+        .route("/sim/events/lapse", post(lapse))
+        .route("/sim/events/resume", post(resume))
 }
 
 async fn info(State(s): State<Shared>) -> Json<serde_json::Value> {
@@ -80,6 +90,40 @@ async fn changes(State(s): State<Shared>, RawQuery(q): RawQuery) -> Result<Respo
     };
     let applied = s.random_changes(n);
     Ok(Json(json!({ "applied": applied })).into_response())
+}
+
+async fn hard_delete(
+    State(s): State<Shared>,
+    Path((entity, id)): Path<(String, i64)>,
+) -> Result<Response, ApiError> {
+    let existed = s.hard_delete(&entity, id)?;
+    Ok(Json(json!({ "deleted": existed })).into_response())
+}
+
+async fn merge(
+    State(s): State<Shared>,
+    Path(entity): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = params(q.as_deref(), &[]);
+    let id = |k: &str| -> Result<i64, ApiError> {
+        p.get(k)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("merge needs a numeric {k}")))
+    };
+    let silent = p.get("silent").is_some_and(|v| v == "true");
+    let ts = s.merge(&entity, id("winner")?, id("loser")?, silent)?;
+    Ok(Json(json!({ "dateLastModified": ts })).into_response())
+}
+
+async fn lapse(State(s): State<Shared>) -> Json<serde_json::Value> {
+    let dropped = s.lapse_events(true);
+    Json(json!({ "lapsed": true, "dropped": dropped }))
+}
+
+async fn resume(State(s): State<Shared>) -> Json<serde_json::Value> {
+    s.lapse_events(false);
+    Json(json!({ "lapsed": false }))
 }
 
 async fn state(State(s): State<Shared>, Path(entity): Path<String>) -> Result<Response, ApiError> {

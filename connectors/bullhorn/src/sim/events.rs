@@ -73,6 +73,9 @@ pub struct Events {
     pub depth: usize,
     /// Most subscriptions.
     pub max_subscriptions: usize,
+    /// While lapsed (`POST /sim/events/lapse`), writes publish nothing: the events are lost, as when a
+    /// subscription expired unread or Bullhorn purged its queue.
+    pub lapsed: bool,
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -182,9 +185,22 @@ impl Events {
         })
     }
 
+    /// Starts (`true`) or ends a lapse. Starting one also drops every queued, unread event; batches already
+    /// handed out can still be re-got. Returns how many queued events were dropped.
+    pub fn set_lapsed(&mut self, lapsed: bool) -> usize {
+        self.lapsed = lapsed;
+        if !lapsed {
+            return 0;
+        }
+        self.subs
+            .values_mut()
+            .map(|s| std::mem::take(&mut s.queue).len())
+            .sum()
+    }
+
     /// Feeds one write to the matching subscriptions.
     pub fn publish(&mut self, c: &Change) {
-        if self.subs.is_empty() {
+        if self.subs.is_empty() || self.lapsed {
             return;
         }
         self.next_event += 1;

@@ -278,11 +278,21 @@ impl Expr {
     /// Bounds on `dateLastModified` implied by the top-level conjunction (used to narrow the index scan; the
     /// full filter is still evaluated on every record in range).
     pub fn modified_bounds(&self) -> (Bound<i64>, Bound<i64>) {
+        self.bounds_of(Special::Modified)
+    }
+
+    /// The `id` bounds of the top-level conjunction (for a range scan of the records by id, as a keyset
+    /// listing `id > last ORDER BY id` does).
+    pub fn id_bounds(&self) -> (Bound<i64>, Bound<i64>) {
+        self.bounds_of(Special::Id)
+    }
+
+    fn bounds_of(&self, special: Special) -> (Bound<i64>, Bound<i64>) {
         let mut lo = Bound::Unbounded;
         let mut hi = Bound::Unbounded;
         let mut visit = |e: &Expr| {
             if let Expr::Cmp(p, op, Lit::Num(n)) = e {
-                if p.special != Special::Modified || n.fract() != 0.0 {
+                if p.special != special || n.fract() != 0.0 {
                     return;
                 }
                 let n = *n as i64;

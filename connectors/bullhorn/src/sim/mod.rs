@@ -141,6 +141,68 @@ impl SharedState {
         applied
     }
 
+    /// Hard-deletes a record without telling anyone (see [`store::Db::purge`]).
+    pub fn hard_delete(&self, entity: &str, id: i64) -> Result<bool, ApiError> {
+        self.db.write().purge(entity, id)
+    }
+
+    /// Merges `loser` into `winner` as Bullhorn's duplicate merge does: the winner takes the loser's
+    /// values for fields it has empty (an ordinary update: a new `dateLastModified`, and an UPDATED event
+    /// unless `silent`), and the loser disappears without a trace in the incremental feed (no event, no
+    /// tombstone). Returns the winner's new `dateLastModified`.
+    pub fn merge(
+        &self,
+        entity: &str,
+        winner: i64,
+        loser: i64,
+        silent: bool,
+    ) -> Result<i64, ApiError> {
+        let mut db = self.db.write();
+        let (w, l) = match (db.record(entity, winner), db.record(entity, loser)) {
+            (Some(w), Some(l)) if winner != loser => (w.fields.clone(), l.fields.clone()),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "merge needs two existing {entity} records, got {winner} and {loser}"
+                )))
+            }
+        };
+        let empty = |v: Option<&Value>| match v {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.is_empty(),
+            _ => false,
+        };
+        let def = db.store(entity)?.def;
+        let mut body = Map::new();
+        for key in [
+            "email",
+            "email2",
+            "phone",
+            "mobile",
+            "occupation",
+            "companyName",
+        ] {
+            if def.field(key).is_some() && empty(w.get(key)) && !empty(l.get(key)) {
+                body.insert(key.to_owned(), l[key].clone());
+            }
+        }
+        // Always a change on the winner, as a real merge writes its history.
+        if def.field("comments").is_some() {
+            let note = format!("merged with {loser}");
+            body.insert("comments".to_owned(), Value::String(note));
+        }
+        let change = db.update(entity, winner, &body)?;
+        db.purge(entity, loser)?;
+        if !silent {
+            self.events.lock().publish(&change);
+        }
+        Ok(change.timestamp)
+    }
+
+    /// Starts or ends an event-subscription lapse (see [`events::Events::set_lapsed`]).
+    pub fn lapse_events(&self, lapsed: bool) -> usize {
+        self.events.lock().set_lapsed(lapsed)
+    }
+
     fn info(&self) -> Value {
         json!({
             "base_url": self.base_url,
@@ -339,6 +401,30 @@ impl SimHandle {
             .timestamp)
     }
 
+    /// Hard-deletes a record: it vanishes without an event or a newer `dateLastModified` (as a purge or a
+    /// GDPR erasure). `true` when it existed.
+    pub fn hard_delete(&self, entity: &str, id: i64) -> Result<bool, SimError> {
+        Ok(self.shared.hard_delete(entity, id)?)
+    }
+
+    /// Merges duplicate `loser` into `winner` (the loser vanishes unreported; the winner is updated, with an
+    /// event unless `silent`); returns the winner's new `dateLastModified`.
+    pub fn merge(
+        &self,
+        entity: &str,
+        winner: i64,
+        loser: i64,
+        silent: bool,
+    ) -> Result<i64, SimError> {
+        Ok(self.shared.merge(entity, winner, loser, silent)?)
+    }
+
+    /// Lapses every event subscription (`true`: queued events are dropped and writes publish nothing) or
+    /// ends the lapse; returns the number of queued events dropped.
+    pub fn lapse_events(&self, lapsed: bool) -> usize {
+        self.shared.lapse_events(lapsed)
+    }
+
     /// Applies `n` random changes now (the same generator as `--changes-per-sec`); returns how many applied.
     pub fn random_changes(&self, n: usize) -> usize {
         self.shared.random_changes(n)
@@ -361,6 +447,18 @@ impl SimHandle {
             .records
             .values()
             .map(|r| Value::Object(r.fields.clone()))
+            .collect())
+    }
+
+    /// `(id, dateLastModified, isDeleted)` of every record of a type, in id order (cheap: no field is
+    /// cloned; for seeding a large comparison).
+    pub fn versions(&self, entity: &str) -> Result<Vec<(i64, i64, bool)>, SimError> {
+        let db = self.shared.db.read();
+        Ok(db
+            .store(entity)?
+            .records
+            .values()
+            .map(|r| (r.id, r.modified, r.deleted))
             .collect())
     }
 
@@ -465,6 +563,11 @@ impl SimHandle {
     /// Expires every session; returns how many there were.
     pub fn expire_all_sessions(&self) -> usize {
         self.shared.auth.lock().expire_sessions()
+    }
+
+    /// Clears the request statistics (as `POST /sim/stats/reset`).
+    pub fn reset_stats(&self) {
+        *self.shared.stats.lock() = Default::default();
     }
 
     /// Request statistics (same as `GET /sim/stats` minus the live extras).

@@ -598,6 +598,20 @@ impl Db {
         })
     }
 
+    /// Removes a record outright, as a hard delete, an admin purge or a GDPR erasure does: no
+    /// `dateLastModified` moves and no event is published, so incremental reads never learn of it. `true` when
+    /// the record existed.
+    pub fn purge(&mut self, entity: &str, id: i64) -> Result<bool, ApiError> {
+        let store = self.store_mut(entity)?;
+        match store.records.remove(&id) {
+            Some(rec) => {
+                store.by_modified.remove(&(rec.modified, id));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// `DELETE entity/{Type}/{id}`: soft delete for soft-deletable types, refused for the others.
     pub fn delete(&mut self, entity: &str, id: i64) -> Result<Change, ApiError> {
         let def = self.store(entity)?.def;
@@ -643,10 +657,15 @@ impl Db {
         let order = index_order(sort);
         match order {
             IndexOrder::ById { desc } => {
+                let (lo, hi) = filter.id_bounds();
+                if range_is_empty(&lo.map(|x| (x, 0)), &hi.map(|x| (x, 0))) {
+                    return Page { total, records };
+                }
+                let range = store.records.range((lo, hi)).map(|(_, r)| r);
                 let it: Box<dyn Iterator<Item = &Record>> = if desc {
-                    Box::new(store.records.values().rev())
+                    Box::new(range.rev())
                 } else {
-                    Box::new(store.records.values())
+                    Box::new(range)
                 };
                 for rec in it {
                     take(rec, &mut total);

@@ -11,6 +11,9 @@
 //!   to the id they were merged into).
 //! - `GET|POST /sim/webhooks` (`{"url": .., "secret": ..}`, `{"url": null}` stops): the webhook target.
 //! - `POST /sim/index/flush`: make every write visible to search now.
+//! - `POST /sim/purge/{object}/{id}`: a permanent (GDPR) deletion, in no listing (archived ones included) and
+//!   sent to no webhook; with `{"url": null}` on `/sim/webhooks` (a lapsed subscription) this is what only
+//!   reconciliation finds.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -40,6 +43,7 @@ pub fn router() -> Router<Shared> {
         .route("/sim/merged/{object}", get(merged))
         .route("/sim/webhooks", get(get_webhooks).post(set_webhooks))
         .route("/sim/index/flush", post(flush_index))
+        .route("/sim/purge/{object}/{id}", post(purge))
 }
 
 async fn info(State(s): State<Shared>) -> Json<serde_json::Value> {
@@ -150,4 +154,15 @@ async fn set_webhooks(
 async fn flush_index(State(s): State<Shared>) -> Json<serde_json::Value> {
     s.db.write().flush_index();
     Json(json!({ "flushed": true }))
+}
+
+/// `POST /sim/purge/{object}/{id}`: a permanent (GDPR) deletion that no listing and no webhook reports.
+async fn purge(
+    State(s): State<Shared>,
+    Path((object, id)): Path<(String, u64)>,
+) -> Result<Response, ApiError> {
+    let mut db = s.db.write();
+    let t = db.type_idx(&object)?;
+    let existed = db.purge(t, id);
+    Ok(Json(json!({ "purged": existed })).into_response())
 }

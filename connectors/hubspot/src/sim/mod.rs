@@ -415,6 +415,12 @@ impl SimHandle {
         Ok(())
     }
 
+    /// Deletes an object permanently, unreported (see `store::Db::purge`); `true` when it existed.
+    pub fn purge(&self, object: &str, id: u64) -> Result<bool, SimError> {
+        let t = self.t(object)?;
+        Ok(self.shared.db.write().purge(t, id))
+    }
+
     /// Restores an archived object.
     pub fn restore(&self, object: &str, id: u64) -> Result<(), SimError> {
         let t = self.t(object)?;

@@ -360,6 +360,23 @@ impl Db {
         })
     }
 
+    /// Deletes an object permanently (a GDPR deletion, or an archived object purged after 90 days): it
+    /// leaves every listing, archived ones included, and no webhook is sent. `true` when it existed.
+    pub fn purge(&mut self, t: usize, id: u64) -> bool {
+        let lag = self.index_lag;
+        let s = &mut self.stores[t];
+        if s.records.remove(&id).is_none() {
+            return false;
+        }
+        if lag.is_zero() && s.pending.is_empty() {
+            s.index_generation += 1;
+            s.index.remove(&id);
+        } else {
+            s.pending.push_back((Instant::now() + lag, id, None));
+        }
+        true
+    }
+
     /// Restores an archived object.
     pub fn restore(&mut self, t: usize, id: u64, source: &'static str) -> Result<Change, ApiError> {
         let mut rec = match self.stores[t].records.get(&id) {

@@ -1,0 +1,423 @@
+//! One reconcile pass over one CRM entity: list the CRM page by page (the next page is fetched
+//! while the current one is compared and repaired), merge each page with the Postgres rows of the
+//! same id range and re-check what differs against the current rows (the cursor's snapshot is as
+//! old as the run). Findings wait in a batch (`reconcile.reread_batch`) so the CRM sees one re-read
+//! and one gone check per batch rather than per page; a full batch is checked (`gone` against the
+//! CRM by id), counted, repaired (re-read and emit, or tombstone) and acknowledged by Kafka, and
+//! only a page boundary with no pending finding is recorded as done. Rows past the CRM's last id
+//! are swept at the end.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use deadpool_postgres::Pool;
+use metrics::{counter, gauge};
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::diff::{self, classify, Finding, Kind, Listed, Stored};
+use super::dlq::DlqIndex;
+use super::runs::{self, PgSide, ReconcileLock};
+use super::{EntityReport, Lister, Options, ReconcileError, H_OP, H_REASON, MODE};
+use crate::config::Config;
+use crate::kafka::trace::TraceParent;
+use crate::kafka::{Producer, Topics};
+use crate::model::Op;
+use crate::sources::emit::{acked, Emitter, Record};
+
+/// `crmflow_reconcile_drift_total{crm,entity,kind}`: differences found (repaired or not).
+pub const DRIFT_TOTAL: &str = "crmflow_reconcile_drift_total";
+/// `crmflow_reconcile_last_run_timestamp_seconds{crm,entity}`: when the last run finished.
+pub const LAST_RUN_TIMESTAMP: &str = "crmflow_reconcile_last_run_timestamp_seconds";
+/// `crmflow_reconcile_last_run_duration_seconds{crm,entity}`.
+pub const LAST_RUN_DURATION: &str = "crmflow_reconcile_last_run_duration_seconds";
+/// `crmflow_reconcile_last_run_listed{crm,entity}`: records the CRM listed.
+pub const LAST_RUN_LISTED: &str = "crmflow_reconcile_last_run_listed";
+/// `crmflow_reconcile_last_run_drift{crm,entity,kind}`: what the last run found.
+pub const LAST_RUN_DRIFT: &str = "crmflow_reconcile_last_run_drift";
+
+/// Reconciles every entity of every lister that `opts` selects, one after the other. Stops early
+/// (leaving the current run resumable) when `shutdown` is cancelled.
+pub async fn run_all(
+    cfg: &Config,
+    lock: &mut ReconcileLock,
+    listers: &[Box<dyn Lister>],
+    opts: &Options,
+    shutdown: &CancellationToken,
+) -> Result<Vec<EntityReport>, ReconcileError> {
+    let pool = crate::store::pool(cfg)?;
+    let producer = Producer::new(&cfg.kafka)?;
+    let topics = Topics::new(&cfg.kafka);
+    let mut reports = Vec::new();
+    for lister in listers {
+        let entities: Vec<String> = lister
+            .entities()
+            .into_iter()
+            .filter(|e| {
+                opts.entity
+                    .as_deref()
+                    .is_none_or(|w| w.eq_ignore_ascii_case(e))
+            })
+            .collect();
+        for entity in entities {
+            if shutdown.is_cancelled() {
+                return Ok(reports);
+            }
+            let ctx = EntityCtx {
+                cfg,
+                pool: &pool,
+                lister: lister.as_ref(),
+                entity: &entity,
+                dry_run: opts.dry_run,
+                shutdown,
+                emitter: Emitter::new(
+                    producer.clone(),
+                    lister.crm(),
+                    &entity,
+                    topics.raw(lister.crm(), &entity),
+                    MODE,
+                ),
+            };
+            reports.push(ctx.run(lock).await?);
+        }
+    }
+    if let Some(entity) = &opts.entity {
+        if reports.is_empty() && !shutdown.is_cancelled() {
+            return Err(ReconcileError::Config(format!(
+                "no configured CRM reads an entity named {entity:?}"
+            )));
+        }
+    }
+    Ok(reports)
+}
+
+struct EntityCtx<'a> {
+    cfg: &'a Config,
+    pool: &'a Pool,
+    lister: &'a dyn Lister,
+    entity: &'a str,
+    dry_run: bool,
+    shutdown: &'a CancellationToken,
+    emitter: Emitter,
+}
+
+impl EntityCtx<'_> {
+    async fn run(&self, lock: &mut ReconcileLock) -> Result<EntityReport, ReconcileError> {
+        let crm = self.lister.crm();
+        let table = runs::table_of(self.entity).ok_or_else(|| {
+            ReconcileError::Config(format!(
+                "{crm} {}: no canonical table for this entity",
+                self.entity
+            ))
+        })?;
+        let started = Instant::now();
+        let (run_id, mut after, mut report) = if self.dry_run {
+            let report = EntityReport {
+                crm: crm.to_owned(),
+                entity: self.entity.to_owned(),
+                dry_run: true,
+                ..Default::default()
+            };
+            (None, None, report)
+        } else {
+            let row = runs::start(self.pool, crm, self.entity).await?;
+            (Some(row.run_id), row.last_id, row.report)
+        };
+        if report.resumed {
+            info!(crm, entity = self.entity, after = ?after, "resuming an interrupted reconcile");
+        }
+        let requests_before = self.lister.requests();
+        let base_requests = report.requests;
+        let result = async {
+            let topic = self.emitter_topic();
+            let dlq = DlqIndex::load(self.cfg, &topic).await?;
+            let tx = lock.client().transaction().await?;
+            let mut pg = PgSide::open(
+                &tx,
+                table,
+                crm,
+                &topic,
+                self.lister.order(),
+                after.as_deref(),
+            )
+            .await?;
+            let mut page = self.lister.list(self.entity, after.as_deref()).await?;
+            // Findings waiting for their repair: re-reads and gone checks go to the CRM in batches
+            // (not one request per page), and progress moves only when none is pending.
+            let mut pending: Vec<Finding> = Vec::new();
+            let batch = self.cfg.reconcile.reread_batch.max(1) as usize;
+            loop {
+                if self.shutdown.is_cancelled() {
+                    return Ok(false);
+                }
+                if page.is_empty() {
+                    // Rows past the CRM's last id: every live one is gone.
+                    loop {
+                        let rows = pg.take_through(None).await?;
+                        if rows.is_empty() {
+                            break;
+                        }
+                        let last = rows.last().map(|r| r.id.clone());
+                        self.compare(table, &[], &rows, &dlq, &mut report, &mut pending)
+                            .await?;
+                        if pending.len() >= batch {
+                            self.flush(&mut pending, &mut report).await?;
+                        }
+                        after = last;
+                        if pending.is_empty() {
+                            self.save(
+                                run_id,
+                                after.as_deref(),
+                                &mut report,
+                                requests_before,
+                                base_requests,
+                            )
+                            .await?;
+                        }
+                    }
+                    self.flush(&mut pending, &mut report).await?;
+                    self.save(
+                        run_id,
+                        after.as_deref(),
+                        &mut report,
+                        requests_before,
+                        base_requests,
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+                let order = self.lister.order();
+                let in_order = order.is_sorted(page.iter().map(|l| l.id.as_str()))
+                    && after
+                        .as_deref()
+                        .is_none_or(|a| order.cmp(a, &page[0].id) == std::cmp::Ordering::Less);
+                if !in_order {
+                    return Err(ReconcileError::Unsorted {
+                        crm,
+                        entity: self.entity.to_owned(),
+                        after: after.clone(),
+                    });
+                }
+                let last = page[page.len() - 1].id.clone();
+                // The next page travels while this one is compared and repaired.
+                let (done, next) = tokio::join!(
+                    async {
+                        let rows = pg.take_through(Some(&last)).await?;
+                        self.compare(table, &page, &rows, &dlq, &mut report, &mut pending)
+                            .await?;
+                        if pending.len() >= batch {
+                            self.flush(&mut pending, &mut report).await?;
+                        }
+                        Ok::<_, ReconcileError>(())
+                    },
+                    self.lister.list(self.entity, Some(&last))
+                );
+                done?;
+                page = next?;
+                after = Some(last);
+                if pending.is_empty() {
+                    self.save(
+                        run_id,
+                        after.as_deref(),
+                        &mut report,
+                        requests_before,
+                        base_requests,
+                    )
+                    .await?;
+                }
+            }
+        }
+        .await;
+        report.requests = base_requests + self.lister.requests().saturating_sub(requests_before);
+        report.duration_seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(true) => {
+                if let Some(id) = run_id {
+                    runs::finish(self.pool, id, None).await?;
+                }
+                self.publish(&report);
+                info!(
+                    crm,
+                    entity = self.entity,
+                    listed = report.listed,
+                    missing = report.missing,
+                    stale = report.stale,
+                    gone = report.gone,
+                    newer_in_pg = report.newer_in_pg,
+                    in_dlq = report.in_dlq,
+                    repaired = report.repaired,
+                    "reconcile finished"
+                );
+                Ok(report)
+            }
+            // Stopped by shutdown: the run stays `running`, the next one resumes it.
+            Ok(false) => Ok(report),
+            Err(e) => {
+                if let Some(id) = run_id {
+                    // A retriable failure leaves the run resumable; others end it.
+                    if !e.is_retriable() {
+                        let _ = runs::finish(self.pool, id, Some(&e.to_string())).await;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn emitter_topic(&self) -> String {
+        Topics::new(&self.cfg.kafka).raw(self.lister.crm(), self.entity)
+    }
+
+    async fn save(
+        &self,
+        run_id: Option<i64>,
+        after: Option<&str>,
+        report: &mut EntityReport,
+        requests_before: u64,
+        base_requests: u64,
+    ) -> Result<(), ReconcileError> {
+        report.requests = base_requests + self.lister.requests().saturating_sub(requests_before);
+        match run_id {
+            Some(id) => runs::save(self.pool, id, after, report).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Compares one stretch and re-checks what differs against the rows as they are now; the
+    /// findings join `pending`.
+    async fn compare(
+        &self,
+        table: &str,
+        crm: &[Listed],
+        rows: &[Stored],
+        dlq: &DlqIndex,
+        report: &mut EntityReport,
+        pending: &mut Vec<Finding>,
+    ) -> Result<(), ReconcileError> {
+        report.listed += crm.len() as u64;
+        let found = diff::diff(self.lister.order(), crm, rows, |id| dlq.version(id));
+        if !found.is_empty() {
+            pending.extend(self.confirm(table, crm, found, dlq).await?);
+        }
+        Ok(())
+    }
+
+    /// Checks pending `gone` findings against the CRM by id, counts every finding and (unless dry)
+    /// repairs them; returns once Kafka acknowledged every repair.
+    async fn flush(
+        &self,
+        pending: &mut Vec<Finding>,
+        report: &mut EntityReport,
+    ) -> Result<(), ReconcileError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut findings = std::mem::take(pending);
+        let gone: Vec<String> = findings
+            .iter()
+            .filter(|f| f.kind == Kind::Gone)
+            .map(|f| f.id.clone())
+            .collect();
+        if !gone.is_empty() {
+            let present = self.lister.still_present(self.entity, &gone).await?;
+            if !present.is_empty() {
+                warn!(
+                    crm = self.lister.crm(),
+                    entity = self.entity,
+                    n = present.len(),
+                    "records absent from the listing are still readable by id; not tombstoned"
+                );
+                findings.retain(|f| !(f.kind == Kind::Gone && present.contains(&f.id)));
+            }
+        }
+        let (crm_name, entity) = (self.lister.crm(), self.entity);
+        for f in &findings {
+            report.count(f.kind, 1);
+            counter!(DRIFT_TOTAL, "crm" => crm_name, "entity" => entity.to_owned(), "kind" => f.kind.as_str())
+                .increment(1);
+        }
+        if self.dry_run {
+            return Ok(());
+        }
+        let reread: Vec<Finding> = findings
+            .iter()
+            .filter(|f| matches!(f.kind, Kind::Missing | Kind::Stale))
+            .cloned()
+            .collect();
+        let mut deliveries = if reread.is_empty() {
+            Vec::new()
+        } else {
+            self.lister.reread(&self.emitter, &reread).await?
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let tp = TraceParent::current_or_new();
+        for f in findings.iter().filter(|f| f.kind == Kind::Gone) {
+            let raw = RawValue::from_string(self.lister.tombstone_raw(&f.id))
+                .map_err(|e| ReconcileError::Config(format!("tombstone of {}: {e}", f.id)))?;
+            let version = diff::tombstone_version(f.pg_version.unwrap_or(0), now);
+            let sent = self
+                .emitter
+                .emit_tagged(
+                    Record {
+                        id: &f.id,
+                        version,
+                        op: Op::Delete,
+                        raw: &raw,
+                    },
+                    Vec::new(),
+                    &tp,
+                    &[(H_OP, "delete"), (H_REASON, "reconcile.gone")],
+                )
+                .await?;
+            deliveries.extend(sent);
+        }
+        report.repaired += acked(deliveries).await? as u64;
+        Ok(())
+    }
+
+    /// Re-checks findings against the rows as they are now (the cursor's snapshot is as old as the run).
+    async fn confirm(
+        &self,
+        table: &str,
+        crm: &[Listed],
+        found: Vec<Finding>,
+        dlq: &DlqIndex,
+    ) -> Result<Vec<Finding>, ReconcileError> {
+        let ids: Vec<String> = found.iter().map(|f| f.id.clone()).collect();
+        let topic = self.emitter_topic();
+        let now = runs::current(self.pool, table, self.lister.crm(), &topic, &ids).await?;
+        let listed: HashMap<&str, &Listed> = crm.iter().map(|l| (l.id.as_str(), l)).collect();
+        let mut out = Vec::with_capacity(found.len());
+        for f in found {
+            let c = listed.get(f.id.as_str()).copied();
+            if let Some((kind, crm_version, pg_version)) =
+                classify(c, now.get(&f.id), dlq.version(&f.id))
+            {
+                out.push(Finding {
+                    id: f.id,
+                    kind,
+                    crm_version,
+                    pg_version,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn publish(&self, r: &EntityReport) {
+        let crm = self.lister.crm();
+        let entity = self.entity.to_owned();
+        if r.dry_run {
+            return;
+        }
+        gauge!(LAST_RUN_TIMESTAMP, "crm" => crm, "entity" => entity.clone())
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        gauge!(LAST_RUN_DURATION, "crm" => crm, "entity" => entity.clone()).set(r.duration_seconds);
+        gauge!(LAST_RUN_LISTED, "crm" => crm, "entity" => entity.clone()).set(r.listed as f64);
+        for kind in Kind::ALL {
+            gauge!(LAST_RUN_DRIFT, "crm" => crm, "entity" => entity.clone(), "kind" => kind.as_str())
+                .set(r.of(kind) as f64);
+        }
+    }
+}
