@@ -75,6 +75,7 @@ fn candidate(i: u64) -> Candidate {
             raw_offset: i as i64,
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         },
+        attributes: Default::default(),
     }
 }
 

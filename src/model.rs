@@ -4,6 +4,8 @@
 //! Field names and types mirror the Avro schemas in `schemas/` one to one, so the serde
 //! derives here are the only mapping between Rust and the wire; `codec` checks both agree.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -97,7 +99,7 @@ pub fn event_id(crm: &str, entity: &str, record_id: &str, source_version: i64, o
 }
 
 /// Where a canonical record came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
     pub crm: String,
     pub crm_id: String,
@@ -121,8 +123,33 @@ pub struct Address {
     pub country_code: Option<String>,
 }
 
-/// A person who may fill a position (`schemas/candidate.avsc`).
+/// A point in time held by a `date` attribute (the Avro record `AttributeDate`: a union cannot
+/// hold two `long`s, so the date is wrapped to keep its type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeDate {
+    /// Epoch milliseconds, UTC.
+    pub epoch_ms: i64,
+}
+
+/// One typed value of a mapped custom field (the union of `attributes` in the Avro schemas).
+/// Serde reads it untagged, trying the variants in this order, which is the union's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Boolean(bool),
+    Long(i64),
+    Double(f64),
+    String(String),
+    List(Vec<String>),
+    Date(AttributeDate),
+}
+
+/// Mapped custom fields by attribute name (`[mapping.<crm>.<entity>]`); ordered, so the same
+/// record always encodes to the same bytes.
+pub type Attributes = BTreeMap<String, AttributeValue>;
+
+/// A person who may fill a position (`schemas/candidate.avsc`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub crm: String,
     pub crm_id: String,
@@ -146,10 +173,14 @@ pub struct Candidate {
     pub owner_name: Option<String>,
     pub date_added: Option<i64>,
     pub lineage: Lineage,
+    /// Mapped custom fields (`[mapping]`); empty when none is mapped. Absent in data written
+    /// before schema version 2, which reads as empty.
+    #[serde(default)]
+    pub attributes: Attributes,
 }
 
 /// A job to fill (`schemas/position.avsc`); Bullhorn calls it JobOrder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Position {
     pub crm: String,
     pub crm_id: String,
@@ -175,6 +206,10 @@ pub struct Position {
     pub owner_name: Option<String>,
     pub date_added: Option<i64>,
     pub lineage: Lineage,
+    /// Mapped custom fields (`[mapping]`); empty when none is mapped. Absent in data written
+    /// before schema version 2, which reads as empty.
+    #[serde(default)]
+    pub attributes: Attributes,
 }
 
 /// The key of a canonical record on its topic and in logs: `"<crm>:<crm_id>"`.

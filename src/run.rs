@@ -32,7 +32,7 @@ pub async fn run(cfg: Config, stages: &[StageName], until_caught_up: bool) -> Re
 /// Same as [`run`], with ingest reading only the named `sources` (`--sources`; `None`: every
 /// configured source). An unknown or unconfigured name is a one-line error before anything starts.
 pub async fn run_sources(
-    cfg: Config,
+    mut cfg: Config,
     stages: &[StageName],
     sources: Option<Vec<String>>,
     until_caught_up: bool,
@@ -40,6 +40,9 @@ pub async fn run_sources(
     if stages.contains(&StageName::Ingest) || sources.is_some() {
         crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
     }
+    // Custom fields: the sources read the mapped fields (idempotent after `Config::load`).
+    crate::config::mapping::validate(&cfg.mapping).map_err(crate::config::ConfigError::Invalid)?;
+    cfg.add_mapped_fields();
     let ctx = RunCtx {
         cfg: Arc::new(cfg),
         shutdown: CancellationToken::new(),
