@@ -144,6 +144,39 @@ pub enum AttributeValue {
     Date(AttributeDate),
 }
 
+impl AttributeValue {
+    /// The value in `attributes` jsonb: a date as RFC 3339 UTC text (milliseconds), the rest as
+    /// JSON's own types.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            AttributeValue::Boolean(b) => Value::Bool(*b),
+            AttributeValue::Long(n) => Value::from(*n),
+            AttributeValue::Double(n) => Value::from(*n),
+            AttributeValue::String(s) => Value::String(s.clone()),
+            AttributeValue::List(items) => Value::from(items.clone()),
+            AttributeValue::Date(d) => match chrono::DateTime::from_timestamp_millis(d.epoch_ms) {
+                Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                None => Value::from(d.epoch_ms),
+            },
+        }
+    }
+
+    /// The value as text in an embedding template: what PostgreSQL's `attributes->>'name'`
+    /// gives for [`Self::to_json`] (a list joined with ", "), so the stage and
+    /// `crmflow embed backfill` render the same text. `None` for an empty list.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            AttributeValue::String(s) => Some(s.clone()),
+            AttributeValue::List(items) => (!items.is_empty()).then(|| items.join(", ")),
+            other => match other.to_json() {
+                serde_json::Value::String(s) => Some(s),
+                v => Some(v.to_string()),
+            },
+        }
+    }
+}
+
 /// Mapped custom fields by attribute name (`[mapping.<crm>.<entity>]`); ordered, so the same
 /// record always encodes to the same bytes.
 pub type Attributes = BTreeMap<String, AttributeValue>;
