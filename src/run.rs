@@ -38,7 +38,13 @@ pub async fn run_sources(
     until_caught_up: bool,
 ) -> Result<()> {
     if stages.contains(&StageName::Ingest) || sources.is_some() {
-        crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
+        let selected = crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
+        // A mapping the CRM cannot serve is refused before anything is read (the lines of
+        // `crmflow mapping check`).
+        let crms: Vec<&str> = selected.iter().map(|k| k.name).collect();
+        crate::mapping::refuse_invalid(&cfg, &crms)
+            .await
+            .map_err(|e| crate::config::ConfigError::Invalid(e))?;
     }
     // Custom fields: the sources read the mapped fields (idempotent after `Config::load`).
     crate::config::mapping::validate(&cfg.mapping).map_err(crate::config::ConfigError::Invalid)?;

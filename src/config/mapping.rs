@@ -108,8 +108,7 @@ pub const MAPPABLE: &[(&str, &str, &str)] = &[
     ("hubspot", "job", "position"),
     ("hubspot", "deal", "position"),
     ("salesforce", "contact", "candidate"),
-    ("salesforce", "lead", "candidate"),
-    ("salesforce", "opportunity", "position"),
+    ("salesforce", "position__c", "position"),
 ];
 
 /// The canonical record (`candidate`, `position`) a CRM entity feeds, when it has a transform.
