@@ -132,8 +132,9 @@ pub struct AttributeDate {
 }
 
 /// One typed value of a mapped custom field (the union of `attributes` in the Avro schemas).
-/// Serde reads it untagged, trying the variants in this order, which is the union's order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serialized untagged (each variant as its own Avro/JSON type, which is how the Avro writer
+/// picks the union branch); read by the type the data holds (see the `Deserialize` impl).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AttributeValue {
     Boolean(bool),
@@ -174,6 +175,69 @@ impl AttributeValue {
                 v => Some(v.to_string()),
             },
         }
+    }
+}
+
+/// Reads the value by the type the data holds, in one pass: serde's untagged reading would
+/// buffer each value and try the variants in turn, building an error per miss, which tripled the
+/// cost of decoding a record with attributes.
+impl<'de> Deserialize<'de> for AttributeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AttributeValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a boolean, long, double, string, list of strings or date")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Boolean(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Long(v))
+            }
+            fn visit_i32<E>(self, v: i32) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Long(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AttributeValue, E> {
+                i64::try_from(v)
+                    .map(AttributeValue::Long)
+                    .map_err(|_| E::custom("long out of range"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Double(v))
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Double(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AttributeValue, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(s) = seq.next_element::<String>()? {
+                    items.push(s);
+                }
+                Ok(AttributeValue::List(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributeValue, A::Error> {
+                let mut epoch_ms = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "epoch_ms" {
+                        epoch_ms = Some(map.next_value::<i64>()?);
+                    } else {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
+                }
+                epoch_ms
+                    .map(|epoch_ms| AttributeValue::Date(AttributeDate { epoch_ms }))
+                    .ok_or_else(|| de::Error::missing_field("epoch_ms"))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -27,13 +27,13 @@ use crate::fixtures::dead_letters;
 /// (entity, simulator object name).
 const OBJECTS: [(&str, &str); 2] = [("contact", "contacts"), ("job", "jobs")];
 
-async fn start_sim(cfg: SimConfig) -> SimHandle {
+pub(crate) async fn start_sim(cfg: SimConfig) -> SimHandle {
     Simulator::start(cfg).await.expect("hubspot simulator")
 }
 
 /// A namespaced configuration reading contacts and jobs from `sim` (Bullhorn off), with topics
 /// and schema created.
-async fn setup(test: &str, sim: &SimHandle) -> Config {
+pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     let mut cfg = isolated_config(test);
     cfg.bullhorn.enabled = false;
     cfg.hubspot = Some(HubspotConfig {
