@@ -44,7 +44,7 @@ pub async fn run_sources(
         let crms: Vec<&str> = selected.iter().map(|k| k.name).collect();
         crate::mapping::refuse_invalid(&cfg, &crms)
             .await
-            .map_err(|e| crate::config::ConfigError::Invalid(e))?;
+            .map_err(crate::config::ConfigError::Invalid)?;
     }
     // Custom fields: the sources read the mapped fields (idempotent after `Config::load`).
     crate::config::mapping::validate(&cfg.mapping).map_err(crate::config::ConfigError::Invalid)?;

@@ -229,7 +229,7 @@ async fn process_batch(
 /// does not compile).
 pub fn with_mapping(cfg: &Arc<Config>) -> Result<Arc<Config>> {
     let mapping = operators::attributes::Mapping::compile(&cfg.mapping)
-        .map_err(|e| crate::config::ConfigError::Invalid(e))?;
+        .map_err(crate::config::ConfigError::Invalid)?;
     if mapping.is_empty() {
         return Ok(cfg.clone());
     }
