@@ -405,3 +405,128 @@ notice = { field = "notice_period_days", type = "date" }
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// Candidate `id` at `version`; even ids carry one attribute of each type.
+fn embed_candidate(id: u64, version: i64) -> crmflow::model::Candidate {
+    use crmflow::model::{AttributeDate, AttributeValue as V};
+    let attributes = if id % 2 == 0 {
+        [
+            ("sectors", V::List(vec!["Fintech".into(), "Energy".into()])),
+            ("day_rate", V::Double(650.5 + id as f64)),
+            (
+                "available_from",
+                V::Date(AttributeDate {
+                    epoch_ms: 1_767_589_200_000,
+                }),
+            ),
+            ("relocate", V::Boolean(id % 4 == 0)),
+            ("notice_days", V::Long(30)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    } else {
+        Default::default()
+    };
+    crmflow::model::Candidate {
+        crm: "bullhorn".into(),
+        crm_id: id.to_string(),
+        source_version: version,
+        first_name: Some(format!("First{id}")),
+        occupation: Some("Welder".into()),
+        summary: Some(format!("Candidate {id} welds pipelines and tanks.")),
+        lineage: crmflow::model::Lineage {
+            crm: "bullhorn".into(),
+            crm_id: id.to_string(),
+            source_version: version,
+            event_id: format!("e{id}-{version}"),
+            raw_topic: "crm.raw.bullhorn.candidate".into(),
+            ..Default::default()
+        },
+        attributes,
+        ..Default::default()
+    }
+}
+
+async fn produce_candidates(cfg: &Config, records: &[crmflow::model::Candidate]) {
+    let topic = Topics::new(&cfg.kafka).canonical("candidate");
+    let producer = Producer::new(&cfg.kafka).unwrap();
+    for c in records {
+        let bytes = crmflow::codec::candidate().encode(c).unwrap();
+        let key = format!("{}:{}", c.crm, c.crm_id);
+        producer
+            .send(&topic, key.as_bytes(), &bytes, OwnedHeaders::new())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+async fn sink_and_embed(cfg: &Config) {
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        crmflow::run::run(cfg.clone(), &[StageName::Sink, StageName::Embed], true),
+    )
+    .await
+    .expect("caught up in time")
+    .expect("ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_naming_attributes_re_embeds_only_the_records_whose_text_changed() {
+    use crmflow_embedding::sim::{SimArgs, Simulator};
+    let ml = Simulator::start(SimArgs::for_tests()).await.unwrap();
+    let mut cfg = crate::common::isolated_config("mapping_embed");
+    cfg.ml.url = ml.base_url().to_string();
+    cfg.ml.timeout_secs = 5;
+    cfg.embed.batch_size = 100;
+    cfg.embed.linger_ms = 50;
+    cfg.embed.candidate_template = "{occupation}\n{summary}".into();
+    crate::fixtures::prepare(&cfg).await;
+    let v1: Vec<_> = (1..=20).map(|id| embed_candidate(id, 100)).collect();
+    produce_candidates(&cfg, &v1).await;
+    sink_and_embed(&cfg).await;
+    assert_eq!(ml.stats().inputs_embedded, 20);
+
+    // The template now names every attribute; the records come again (a newer version, same
+    // content). Only the ten with attributes render a different text, so only they are sent.
+    let mut v2 = cfg.clone();
+    v2.embed.candidate_template = "{occupation}\n{summary}\n{attributes.sectors} {attributes.day_rate} {attributes.available_from} {attributes.relocate} {attributes.notice_days} {attributes.absent}".into();
+    ml.reset_stats();
+    let again: Vec<_> = (1..=20).map(|id| embed_candidate(id, 200)).collect();
+    produce_candidates(&v2, &again).await;
+    sink_and_embed(&v2).await;
+    assert_eq!(
+        ml.stats().inputs_embedded,
+        10,
+        "only the records whose text changed"
+    );
+
+    // The backfill renders the same texts from the attributes jsonb in SQL: all current.
+    let report = crmflow::stages::embed::backfill::run(&v2).await.unwrap();
+    assert_eq!(
+        (report.updated, report.skipped, report.failed),
+        (0, 20, 0),
+        "{report:?}"
+    );
+    let c = crmflow::store::connect(&v2).await.unwrap();
+    let hash: String = c
+        .query_one(
+            "SELECT content_hash FROM embeddings WHERE entity = 'candidate' AND crm_id = '4'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let t = crmflow::stages::embed::text::Templates::from_config(&v2.embed).unwrap();
+    let text = t.candidate.render_candidate(&again[3]);
+    assert_eq!(
+        text,
+        "Welder\nCandidate 4 welds pipelines and tanks.\nFintech, Energy 654.5 2026-01-05T05:00:00.000Z true 30"
+    );
+    assert_eq!(
+        hash,
+        crmflow::stages::embed::text::content_hash(&v2.ml.model, &text)
+    );
+}
