@@ -5,7 +5,9 @@
 //!
 //! Needs the local services (`scripts/services up`, env from `scripts/services env`) and `psql`.
 //! `cargo bench -p crmflow --bench sink` (`BENCH_ROWS` sets the backlog, default 200,000;
-//! `BENCH_PG_SSLMODE=verify-full` measures both over TLS, `disable` over plaintext).
+//! `BENCH_PG_SSLMODE=verify-full` measures both over TLS, `disable` over plaintext;
+//! `BENCH_ATTRIBUTES=5` gives every record five mapped custom fields, one of each type but
+//! boolean: string, long, double, list<string>, date).
 
 mod common;
 
@@ -75,7 +77,36 @@ fn candidate(i: u64) -> Candidate {
             raw_offset: i as i64,
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         },
+        attributes: attributes(i),
     }
+}
+
+/// `BENCH_ATTRIBUTES` (0..=5) mapped custom fields per record.
+fn attributes(i: u64) -> crmflow::model::Attributes {
+    use crmflow::model::{AttributeDate, AttributeValue as V};
+    let n: usize = std::env::var("BENCH_ATTRIBUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let all = [
+        (
+            "visa_status",
+            V::String(["Citizen", "Work visa"][(i % 2) as usize].into()),
+        ),
+        ("notice_days", V::Long((i % 90) as i64)),
+        ("day_rate", V::Double(400.0 + (i % 300) as f64 + 0.5)),
+        ("sectors", V::List(vec!["Fintech".into(), "Energy".into()])),
+        (
+            "available_from",
+            V::Date(AttributeDate {
+                epoch_ms: 1_767_225_600_000 + (i as i64 % 365) * 86_400_000,
+            }),
+        ),
+    ];
+    all.into_iter()
+        .take(n)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 fn csv_field(v: Option<&str>) -> String {

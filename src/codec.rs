@@ -173,7 +173,9 @@ pub mod schemas {
     pub const CHANGE_EVENT: &str = include_str!("../schemas/change_event.avsc");
     pub const CHANGE_EVENT_V1: &str = include_str!("../schemas/history/change_event.v1.avsc");
     pub const CANDIDATE: &str = include_str!("../schemas/candidate.avsc");
+    pub const CANDIDATE_V1: &str = include_str!("../schemas/history/candidate.v1.avsc");
     pub const POSITION: &str = include_str!("../schemas/position.avsc");
+    pub const POSITION_V1: &str = include_str!("../schemas/history/position.v1.avsc");
 }
 
 static CHANGE_EVENT: LazyLock<Codec<ChangeEvent>> = LazyLock::new(|| {
@@ -281,10 +283,12 @@ fn read_change_event(body: &[u8]) -> Result<ChangeEvent, String> {
     })
 }
 static CANDIDATE: LazyLock<Codec<Candidate>> = LazyLock::new(|| {
-    Codec::new("Candidate", schemas::CANDIDATE, &[]).expect("built-in Candidate schema parses")
+    Codec::new("Candidate", schemas::CANDIDATE, &[schemas::CANDIDATE_V1])
+        .expect("built-in Candidate schema parses")
 });
 static POSITION: LazyLock<Codec<Position>> = LazyLock::new(|| {
-    Codec::new("Position", schemas::POSITION, &[]).expect("built-in Position schema parses")
+    Codec::new("Position", schemas::POSITION, &[schemas::POSITION_V1])
+        .expect("built-in Position schema parses")
 });
 
 /// The codec for raw `ChangeEvent`s.
@@ -443,7 +447,9 @@ mod tests {
                 schemas::CHANGE_EVENT_V1,
             ),
             ("schemas/candidate.avsc", schemas::CANDIDATE),
+            ("schemas/history/candidate.v1.avsc", schemas::CANDIDATE_V1),
             ("schemas/position.avsc", schemas::POSITION),
+            ("schemas/history/position.v1.avsc", schemas::POSITION_V1),
         ];
         let listed = reference["schemas"].as_array().unwrap();
         // A schema added to schemas/ must be added here (and to the reference file).
@@ -504,11 +510,15 @@ mod tests {
                 LEGACY_V1,
             ),
             (
-                "schemas/candidate.avsc",
-                schemas::CANDIDATE,
+                "schemas/history/candidate.v1.avsc",
+                schemas::CANDIDATE_V1,
                 LEGACY_CANDIDATE,
             ),
-            ("schemas/position.avsc", schemas::POSITION, LEGACY_POSITION),
+            (
+                "schemas/history/position.v1.avsc",
+                schemas::POSITION_V1,
+                LEGACY_POSITION,
+            ),
         ];
         for (file, text, want) in legacy {
             let s = Schema::parse_str(text).unwrap();
@@ -547,6 +557,7 @@ mod tests {
             owner_name: None,
             date_added: None,
             lineage: lineage(),
+            attributes: Default::default(),
         };
         let bytes = candidate().encode(&c).unwrap();
         assert_eq!(candidate().decode(&bytes).unwrap(), c);
@@ -574,9 +585,157 @@ mod tests {
             owner_name: None,
             date_added: None,
             lineage: lineage(),
+            attributes: Default::default(),
         };
         let bytes = position().encode(&p).unwrap();
         assert_eq!(position().decode(&bytes).unwrap(), p);
+    }
+
+    /// One attribute of every type of the union.
+    fn every_attribute() -> crate::model::Attributes {
+        use crate::model::{AttributeDate, AttributeValue as V};
+        [
+            ("relocate", V::Boolean(true)),
+            ("notice_days", V::Long(-30)),
+            ("day_rate", V::Double(650.25)),
+            ("visa_status", V::String("Work visa".into())),
+            ("sectors", V::List(vec!["Fintech".into(), "Energy".into()])),
+            ("no_sectors", V::List(vec![])),
+            (
+                "available_from",
+                V::Date(AttributeDate {
+                    epoch_ms: 1_767_225_600_000,
+                }),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn sample_candidate() -> Candidate {
+        Candidate {
+            crm: "bullhorn".into(),
+            crm_id: "7".into(),
+            source_version: 5,
+            first_name: Some("Ana".into()),
+            skills: vec!["Rust".into()],
+            lineage: lineage(),
+            attributes: every_attribute(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn attributes_of_every_type_round_trip() {
+        let c = sample_candidate();
+        let bytes = candidate().encode(&c).unwrap();
+        assert_eq!(candidate().decode(&bytes).unwrap(), c);
+        let p = Position {
+            crm: "hubspot".into(),
+            crm_id: "9".into(),
+            title: Some("T".into()),
+            lineage: lineage(),
+            attributes: every_attribute(),
+            ..Default::default()
+        };
+        let bytes = position().encode(&p).unwrap();
+        assert_eq!(position().decode(&bytes).unwrap(), p);
+        // Deterministic: the map is ordered, so the same record gives the same bytes.
+        assert_eq!(
+            candidate().encode(&c).unwrap(),
+            candidate().encode(&c).unwrap()
+        );
+    }
+
+    /// Old writer, new reader: a version-1 record (no attributes) reads with empty attributes.
+    #[test]
+    fn version_1_canonical_records_are_read_with_empty_attributes() {
+        let mut c = sample_candidate();
+        c.attributes.clear();
+        // The version-1 datum: the record's fields minus `attributes`, resolved to the v1 schema.
+        for (schema_text, current, json) in [
+            (
+                schemas::CANDIDATE_V1,
+                schemas::CANDIDATE,
+                serde_json::to_value(&c).unwrap(),
+            ),
+            (
+                schemas::POSITION_V1,
+                schemas::POSITION,
+                serde_json::to_value(Position {
+                    crm: "bullhorn".into(),
+                    crm_id: "9".into(),
+                    title: Some("T".into()),
+                    lineage: lineage(),
+                    ..Default::default()
+                })
+                .unwrap(),
+            ),
+        ] {
+            let mut obj = json.as_object().unwrap().clone();
+            obj.remove("attributes");
+            let v1 = Schema::parse_str(schema_text).unwrap();
+            let datum = {
+                let value: apache_avro::types::Value =
+                    apache_avro::to_value(&obj).unwrap().resolve(&v1).unwrap();
+                apache_avro::to_avro_datum(&v1, value).unwrap()
+            };
+            let v1_fp = pcf::fingerprint(schema_text).unwrap();
+            assert_ne!(v1_fp, pcf::fingerprint(current).unwrap());
+            for fp in [v1_fp, legacy_fingerprint(&v1)] {
+                let mut bytes = MAGIC.to_vec();
+                bytes.extend_from_slice(&fp);
+                bytes.extend_from_slice(&datum);
+                if schema_text == schemas::CANDIDATE_V1 {
+                    assert_eq!(candidate().decode(&bytes).unwrap(), c);
+                } else {
+                    let p = position().decode(&bytes).unwrap();
+                    assert_eq!(p.title.as_deref(), Some("T"));
+                    assert!(p.attributes.is_empty());
+                }
+            }
+        }
+    }
+
+    /// New writer, old reader: a version-2 record resolves against the version-1 schema (the
+    /// reader skips `attributes`), so consumers still on version 1 keep working.
+    #[test]
+    fn version_2_records_are_read_by_a_version_1_reader() {
+        let c = sample_candidate();
+        let bytes = candidate().encode(&c).unwrap();
+        let v1 = Schema::parse_str(schemas::CANDIDATE_V1).unwrap();
+        let value = apache_avro::from_avro_datum(
+            candidate().schema(),
+            &mut &bytes[HEADER_LEN..],
+            Some(&v1),
+        )
+        .unwrap();
+        let apache_avro::types::Value::Record(fields) = &value else {
+            panic!("not a record: {value:?}")
+        };
+        assert!(fields.iter().all(|(n, _)| n != "attributes"));
+        let old: Candidate = apache_avro::from_value(&value).unwrap();
+        let mut want = c.clone();
+        want.attributes.clear();
+        assert_eq!(old, want);
+
+        let p = Position {
+            crm: "bullhorn".into(),
+            crm_id: "9".into(),
+            title: Some("T".into()),
+            lineage: lineage(),
+            attributes: every_attribute(),
+            ..Default::default()
+        };
+        let bytes = position().encode(&p).unwrap();
+        let v1 = Schema::parse_str(schemas::POSITION_V1).unwrap();
+        let value =
+            apache_avro::from_avro_datum(position().schema(), &mut &bytes[HEADER_LEN..], Some(&v1))
+                .unwrap();
+        let old: Position = apache_avro::from_value(&value).unwrap();
+        assert_eq!(old.title.as_deref(), Some("T"));
+        assert!(old.attributes.is_empty());
     }
 
     #[test]

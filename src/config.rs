@@ -35,6 +35,7 @@ use std::time::Duration;
 pub mod conninfo;
 mod hubspot;
 mod kafka;
+pub mod mapping;
 mod postgres;
 mod reconcile;
 mod salesforce;
@@ -170,6 +171,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Reconciliation of each CRM against Postgres (`crmflow reconcile`, scheduled inside `run`).
     pub reconcile: ReconcileConfig,
+    /// Custom fields: `[mapping.<crm>.<entity>]` entries that become typed `attributes`
+    /// (see [`mapping`]).
+    pub mapping: mapping::MappingConfig,
 }
 
 /// What every source shares: how its active/standby lease behaves.
@@ -392,6 +396,10 @@ pub struct NormalizeConfig {
     pub workers: usize,
     /// HubSpot's own value sets (rules `hubspot.*`).
     pub hubspot: HubspotNormalizeConfig,
+    /// The compiled `[mapping]` (not a key of `[normalize]`): the normalize stage fills it from
+    /// [`Config::mapping`] when it starts.
+    #[serde(skip)]
+    pub mapping: std::sync::Arc<crate::operators::attributes::Mapping>,
 }
 
 /// Validation values of HubSpot records (`[normalize.hubspot]`). An empty list disables its check.
@@ -484,6 +492,7 @@ impl Default for NormalizeConfig {
             max_text_chars: 65_536,
             workers: 0,
             hubspot: HubspotNormalizeConfig::default(),
+            mapping: Default::default(),
         }
     }
 }
@@ -711,6 +720,8 @@ impl Config {
             .extract::<Config>()
             .map_err(|e| ConfigError::Invalid(one_line(&e)))?;
         cfg.resolve_secret_files()?;
+        mapping::validate(&cfg.mapping).map_err(ConfigError::Invalid)?;
+        cfg.add_mapped_fields();
         Ok(cfg)
     }
 

@@ -33,6 +33,7 @@ pub mod error;
 pub mod ingress;
 pub mod kafka;
 pub mod lineage;
+pub mod mapping;
 pub mod model;
 pub mod observe;
 pub mod operators;

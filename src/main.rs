@@ -67,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         command: MlCommand,
     },
+    /// Custom fields: check `[mapping]` against the CRMs' metadata, backfill a new attribute.
+    Mapping {
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
     /// Run a simulator of an outside service.
     Sim {
         #[command(subcommand)]
@@ -199,6 +204,21 @@ enum EmbedCommand {
 }
 
 #[derive(Subcommand)]
+enum MappingCommand {
+    /// Check every `[mapping.<crm>.<entity>]` entry against the CRM's field metadata (Bullhorn
+    /// meta/{entity}, HubSpot properties, Salesforce describe): one line per unknown field, wrong
+    /// type or unreadable field; exit status 1 when there is any.
+    Check,
+    /// Fill a newly mapped attribute on the stored rows: re-reads only the records that have a
+    /// value in its field, only that field, and merges it into `attributes`. Prints a JSON report.
+    Backfill {
+        /// The attribute (a key of a `[mapping.<crm>.<entity>]` table).
+        #[arg(long)]
+        attribute: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum MlCommand {
     /// Serve sentence-transformers/all-MiniLM-L6-v2 (384 dimensions, CPU) on the ML simulator's
     /// endpoints (TEI `POST /embed`, OpenAI `POST /v1/embeddings`); the model directory comes
@@ -245,6 +265,9 @@ async fn main() -> std::process::ExitCode {
         Command::Status { .. }
             | Command::Lineage { .. }
             | Command::Config { .. }
+            | Command::Mapping {
+                command: MappingCommand::Check
+            }
             | Command::Dlq {
                 command: DlqCommand::List { .. } | DlqCommand::Show { .. }
             }
@@ -350,6 +373,30 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
             } else {
                 print!("{}", crmflow::status::render(&status));
             }
+        }
+        Command::Mapping {
+            command: MappingCommand::Check,
+        } => {
+            let problems = crmflow::mapping::check(&cfg, None).await;
+            for p in &problems {
+                println!("{p}");
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{} mapping problem(s)", problems.len());
+            }
+            let n: usize = cfg
+                .mapping
+                .values()
+                .flat_map(|e| e.values())
+                .map(|a| a.len())
+                .sum();
+            println!("mapping ok: {n} attribute(s) checked against the CRMs' metadata");
+        }
+        Command::Mapping {
+            command: MappingCommand::Backfill { attribute },
+        } => {
+            let report = crmflow::mapping::backfill::run(&cfg, &attribute).await?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Embed {
             command: EmbedCommand::Backfill,

@@ -4,6 +4,8 @@
 //! Field names and types mirror the Avro schemas in `schemas/` one to one, so the serde
 //! derives here are the only mapping between Rust and the wire; `codec` checks both agree.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -97,7 +99,7 @@ pub fn event_id(crm: &str, entity: &str, record_id: &str, source_version: i64, o
 }
 
 /// Where a canonical record came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lineage {
     pub crm: String,
     pub crm_id: String,
@@ -121,8 +123,130 @@ pub struct Address {
     pub country_code: Option<String>,
 }
 
+/// A point in time held by a `date` attribute (the Avro record `AttributeDate`: a union cannot
+/// hold two `long`s, so the date is wrapped to keep its type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeDate {
+    /// Epoch milliseconds, UTC.
+    pub epoch_ms: i64,
+}
+
+/// One typed value of a mapped custom field (the union of `attributes` in the Avro schemas).
+/// Serialized untagged (each variant as its own Avro/JSON type, which is how the Avro writer
+/// picks the union branch); read by the type the data holds (see the `Deserialize` impl).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    Boolean(bool),
+    Long(i64),
+    Double(f64),
+    String(String),
+    List(Vec<String>),
+    Date(AttributeDate),
+}
+
+impl AttributeValue {
+    /// The value in `attributes` jsonb: a date as RFC 3339 UTC text (milliseconds), the rest as
+    /// JSON's own types.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            AttributeValue::Boolean(b) => Value::Bool(*b),
+            AttributeValue::Long(n) => Value::from(*n),
+            AttributeValue::Double(n) => Value::from(*n),
+            AttributeValue::String(s) => Value::String(s.clone()),
+            AttributeValue::List(items) => Value::from(items.clone()),
+            AttributeValue::Date(d) => match chrono::DateTime::from_timestamp_millis(d.epoch_ms) {
+                Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                None => Value::from(d.epoch_ms),
+            },
+        }
+    }
+
+    /// The value as text in an embedding template: what PostgreSQL's `attributes->>'name'`
+    /// gives for [`Self::to_json`] (a list joined with ", "), so the stage and
+    /// `crmflow embed backfill` render the same text. `None` for an empty list.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            AttributeValue::String(s) => Some(s.clone()),
+            AttributeValue::List(items) => (!items.is_empty()).then(|| items.join(", ")),
+            other => match other.to_json() {
+                serde_json::Value::String(s) => Some(s),
+                v => Some(v.to_string()),
+            },
+        }
+    }
+}
+
+/// Reads the value by the type the data holds, in one pass: serde's untagged reading would
+/// buffer each value and try the variants in turn, building an error per miss, which tripled the
+/// cost of decoding a record with attributes.
+impl<'de> Deserialize<'de> for AttributeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AttributeValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a boolean, long, double, string, list of strings or date")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Boolean(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Long(v))
+            }
+            fn visit_i32<E>(self, v: i32) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Long(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AttributeValue, E> {
+                i64::try_from(v)
+                    .map(AttributeValue::Long)
+                    .map_err(|_| E::custom("long out of range"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Double(v))
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Double(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AttributeValue, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(s) = seq.next_element::<String>()? {
+                    items.push(s);
+                }
+                Ok(AttributeValue::List(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributeValue, A::Error> {
+                let mut epoch_ms = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "epoch_ms" {
+                        epoch_ms = Some(map.next_value::<i64>()?);
+                    } else {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
+                }
+                epoch_ms
+                    .map(|epoch_ms| AttributeValue::Date(AttributeDate { epoch_ms }))
+                    .ok_or_else(|| de::Error::missing_field("epoch_ms"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Mapped custom fields by attribute name (`[mapping.<crm>.<entity>]`); ordered, so the same
+/// record always encodes to the same bytes.
+pub type Attributes = BTreeMap<String, AttributeValue>;
+
 /// A person who may fill a position (`schemas/candidate.avsc`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub crm: String,
     pub crm_id: String,
@@ -146,10 +270,14 @@ pub struct Candidate {
     pub owner_name: Option<String>,
     pub date_added: Option<i64>,
     pub lineage: Lineage,
+    /// Mapped custom fields (`[mapping]`); empty when none is mapped. Absent in data written
+    /// before schema version 2, which reads as empty.
+    #[serde(default)]
+    pub attributes: Attributes,
 }
 
 /// A job to fill (`schemas/position.avsc`); Bullhorn calls it JobOrder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Position {
     pub crm: String,
     pub crm_id: String,
@@ -175,6 +303,10 @@ pub struct Position {
     pub owner_name: Option<String>,
     pub date_added: Option<i64>,
     pub lineage: Lineage,
+    /// Mapped custom fields (`[mapping]`); empty when none is mapped. Absent in data written
+    /// before schema version 2, which reads as empty.
+    #[serde(default)]
+    pub attributes: Attributes,
 }
 
 /// The key of a canonical record on its topic and in logs: `"<crm>:<crm_id>"`.

@@ -38,8 +38,17 @@ pub async fn run_sources(
     until_caught_up: bool,
 ) -> Result<()> {
     if stages.contains(&StageName::Ingest) || sources.is_some() {
-        crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
+        let selected = crate::sources::select(&cfg, sources.as_deref()).map_err(Error::Other)?;
+        // A mapping the CRM cannot serve is refused before anything is read (the lines of
+        // `crmflow mapping check`).
+        let crms: Vec<&str> = selected.iter().map(|k| k.name).collect();
+        crate::mapping::refuse_invalid(&cfg, &crms)
+            .await
+            .map_err(crate::config::ConfigError::Invalid)?;
     }
+    // Custom fields: the sources read the mapped fields (idempotent after `Config::load`).
+    crate::config::mapping::validate(&cfg.mapping).map_err(crate::config::ConfigError::Invalid)?;
+    cfg.add_mapped_fields();
     // Scheduled reconciliation (long-running runs with ingest only) takes its share of each CRM's
     // request budget; ingest keeps the rest, so together they stay under the CRM's limit.
     let reconcile = cfg

@@ -266,5 +266,6 @@ pub fn embed_candidate(id: u64, unique: bool) -> Candidate {
             raw_offset: 0,
             trace_id: None,
         },
+        attributes: Default::default(),
     }
 }

@@ -79,6 +79,7 @@ pub fn candidate(
         owner_name,
         date_added: bh.date_added.0,
         lineage,
+        attributes: Default::default(),
     })
 }
 
@@ -113,6 +114,7 @@ pub fn position(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<P
         owner_name,
         date_added: bh.date_added.0,
         lineage,
+        attributes: Default::default(),
     })
 }
 
@@ -649,6 +651,7 @@ mod tests {
             owner_name: Some("Iam Recruiter".into()),
             date_added: Some(1_282_253_171_220),
             lineage: lineage(),
+            attributes: Default::default(),
         };
         assert_eq!(c, want);
     }
@@ -712,6 +715,7 @@ mod tests {
             owner_name: Some("Ann Owner".into()),
             date_added: Some(1_704_067_200_000),
             lineage: lineage(),
+            attributes: Default::default(),
         };
         assert_eq!(p, want);
     }

@@ -97,6 +97,7 @@ pub fn candidate(
         owner_name: None,
         date_added: date(lenient, "createdate", p.createdate.get())?,
         lineage,
+        attributes: Default::default(),
     })
 }
 
@@ -143,6 +144,7 @@ pub fn job(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Positi
         owner_name: None,
         date_added: date(lenient, "hs_createdate", p.hs_createdate.get())?,
         lineage,
+        attributes: Default::default(),
     })
 }
 
@@ -176,6 +178,7 @@ pub fn deal(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Posit
         owner_name: None,
         date_added: date(lenient, "createdate", p.createdate.get())?,
         lineage,
+        attributes: Default::default(),
     })
 }
 
@@ -615,6 +618,7 @@ mod tests {
             owner_name: None,
             date_added: Some(1_704_899_002_123),
             lineage: lineage(),
+            attributes: Default::default(),
         };
         assert_eq!(c, want);
     }
@@ -681,6 +685,7 @@ mod tests {
             owner_name: None,
             date_added: Some(1_704_067_200_000),
             lineage: lineage(),
+            attributes: Default::default(),
         };
         assert_eq!(p, want);
     }

@@ -8,6 +8,7 @@
 //! state, so the same event always gives the same output byte for byte, which is what makes the
 //! stage's redelivery safe (ARCHITECTURE.md §2.4); the stage runtime owns Kafka and the DLQ.
 
+pub mod attributes;
 pub mod bullhorn;
 pub mod email;
 pub mod hubspot;
@@ -119,27 +120,47 @@ pub fn normalize_at(
         source_version: ev.source_version,
         deleted: ev.op == Op::Delete,
     };
+    let mut out = transform_and_validate(ev, &key, lineage, cfg, now_ms)?;
+    // Mapped custom fields, for every CRM alike; a tombstone carries none.
+    if let (false, Some(m)) = (key.deleted, cfg.mapping.entity(&ev.crm, &ev.entity)) {
+        let attrs = attributes::extract(&ev.record, &ev.crm, m)?;
+        match &mut out {
+            Canonical::Candidate(c) => c.attributes = attrs,
+            Canonical::Position(p) => p.attributes = attrs,
+        }
+    }
+    Ok(out)
+}
+
+/// The CRM transform of `(crm, entity)` and the validation of the canonical record it makes.
+fn transform_and_validate(
+    ev: &ChangeEvent,
+    key: &bullhorn::RecordKey<'_>,
+    lineage: Lineage,
+    cfg: &NormalizeConfig,
+    now_ms: i64,
+) -> Result<Canonical, Reject> {
     match (ev.crm.as_str(), ev.entity.as_str()) {
         ("bullhorn", "Candidate") => {
-            let c = bullhorn::candidate(&ev.record, &key, lineage, &cfg.default_country)?;
+            let c = bullhorn::candidate(&ev.record, key, lineage, &cfg.default_country)?;
             validate::validate_candidate(&c, cfg)?;
             Ok(Canonical::Candidate(c))
         }
         ("bullhorn", "JobOrder") => {
-            let p = bullhorn::position(&ev.record, &key, lineage)?;
+            let p = bullhorn::position(&ev.record, key, lineage)?;
             validate::validate_position(&p, cfg, now_ms)?;
             Ok(Canonical::Position(p))
         }
         ("hubspot", "contact") => {
-            let c = hubspot::candidate(&ev.record, &key, lineage, &cfg.default_country)?;
+            let c = hubspot::candidate(&ev.record, key, lineage, &cfg.default_country)?;
             validate::validate_candidate_as(&c, cfg, validate::Profile::Hubspot)?;
             Ok(Canonical::Candidate(c))
         }
         ("hubspot", entity @ ("job" | "deal")) => {
             let p = if entity == "job" {
-                hubspot::job(&ev.record, &key, lineage)?
+                hubspot::job(&ev.record, key, lineage)?
             } else {
-                hubspot::deal(&ev.record, &key, lineage)?
+                hubspot::deal(&ev.record, key, lineage)?
             };
             validate::validate_position_as(&p, cfg, now_ms, validate::Profile::Hubspot)?;
             Ok(Canonical::Position(p))
@@ -276,6 +297,47 @@ mod tests {
                 (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn mapped_fields_become_attributes_and_tombstones_carry_none() {
+        let mapping: crate::config::mapping::MappingConfig = toml::from_str(
+            r#"[bullhorn.candidate]
+            visa_status = { field = "customText2", type = "string", enum = ["Citizen"] }"#,
+        )
+        .unwrap();
+        let cfg = NormalizeConfig {
+            mapping: std::sync::Arc::new(attributes::Mapping::compile(&mapping).unwrap()),
+            ..Default::default()
+        };
+        let rec = r#"{"firstName":"Ana","customText2":" citizen"}"#;
+        let ev = event("Candidate", Op::Upsert, rec);
+        let Canonical::Candidate(c) = normalize(&ev, lineage(&ev), &cfg).unwrap() else {
+            panic!("not a candidate")
+        };
+        assert_eq!(
+            c.attributes["visa_status"],
+            crate::model::AttributeValue::String("Citizen".into())
+        );
+        let bad = event(
+            "Candidate",
+            Op::Upsert,
+            r#"{"firstName":"Ana","customText2":"x"}"#,
+        );
+        let r = normalize(&bad, lineage(&bad), &cfg).unwrap_err();
+        assert_eq!(
+            (r.class, r.rule),
+            (RejectClass::Validation, "mapping.visa_status.enum")
+        );
+        // A delete is never rejected for its custom fields and carries none.
+        let del = event("Candidate", Op::Delete, r#"{"customText2":"x"}"#);
+        let Canonical::Candidate(t) = normalize(&del, lineage(&del), &cfg).unwrap() else {
+            panic!("not a candidate")
+        };
+        assert!(t.deleted && t.attributes.is_empty());
+        // Core rules still come first; unmapped entities are untouched.
+        let job = event("JobOrder", Op::Upsert, r#"{"title":"T","customText2":"x"}"#);
+        assert!(normalize(&job, lineage(&job), &cfg).is_ok());
     }
 
     #[test]

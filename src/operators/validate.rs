@@ -317,6 +317,7 @@ mod tests {
             owner_name: None,
             date_added: None,
             lineage: lineage(),
+            attributes: Default::default(),
         }
     }
 
@@ -344,6 +345,7 @@ mod tests {
             owner_name: None,
             date_added: None,
             lineage: lineage(),
+            attributes: Default::default(),
         }
     }
 

@@ -225,9 +225,22 @@ async fn process_batch(
     out
 }
 
+/// The configuration with `[mapping]` compiled into `normalize.mapping` (a config error when it
+/// does not compile).
+pub fn with_mapping(cfg: &Arc<Config>) -> Result<Arc<Config>> {
+    let mapping = operators::attributes::Mapping::compile(&cfg.mapping)
+        .map_err(crate::config::ConfigError::Invalid)?;
+    if mapping.is_empty() {
+        return Ok(cfg.clone());
+    }
+    let mut owned = (**cfg).clone();
+    owned.normalize.mapping = Arc::new(mapping);
+    Ok(Arc::new(owned))
+}
+
 /// Runs the stage until shutdown (or, in one-shot mode, until caught up).
 pub async fn run(ctx: RunCtx) -> Result<()> {
-    let cfg = ctx.cfg.clone();
+    let cfg = with_mapping(&ctx.cfg)?;
     let workers = cfg.normalize.worker_threads();
     let topics = Topics::new(&cfg.kafka);
     let group = topics.group("normalize");

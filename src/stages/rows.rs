@@ -1,10 +1,48 @@
 //! How canonical records become table rows: the column list of `candidates` / `positions` and
 //! one row's values, in one place so the COPY, the upsert and the tests agree.
 
+use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, TimeZone, Utc};
-use tokio_postgres::types::{ToSql, Type};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
-use crate::model::{Address, Candidate, Position};
+use crate::model::{Address, Attributes, Candidate, Position};
+
+/// The `attributes` column: the record's attributes as a jsonb object (see
+/// [`crate::model::AttributeValue::to_json`]), written straight into the COPY buffer.
+#[derive(Debug)]
+pub struct AttributesJson<'a>(pub &'a Attributes);
+
+impl Serialize for AttributesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, &v.to_json())?;
+        }
+        m.end()
+    }
+}
+
+impl ToSql for AttributesJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // jsonb's binary format: a version byte, then the text.
+            out.put_u8(1);
+        }
+        serde_json::to_writer(out.writer(), self)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+
+    to_sql_checked!();
+}
 
 /// A canonical record that the sink writes as one row.
 pub trait SinkRow: Send + Sync + 'static {
@@ -80,6 +118,7 @@ impl SinkRow for Candidate {
         ("owner_id", Type::TEXT),
         ("owner_name", Type::TEXT),
         ("date_added", Type::TIMESTAMPTZ),
+        ("attributes", Type::JSONB),
         ("event_id", Type::TEXT),
         ("raw_topic", Type::TEXT),
         ("raw_partition", Type::INT4),
@@ -126,6 +165,7 @@ impl SinkRow for Candidate {
             self.owner_id.as_deref(),
             self.owner_name.as_deref(),
             ts(self.date_added),
+            AttributesJson(&self.attributes),
             l.event_id.as_str(),
             l.raw_topic.as_str(),
             l.raw_partition,
@@ -164,6 +204,7 @@ impl SinkRow for Position {
         ("owner_id", Type::TEXT),
         ("owner_name", Type::TEXT),
         ("date_added", Type::TIMESTAMPTZ),
+        ("attributes", Type::JSONB),
         ("event_id", Type::TEXT),
         ("raw_topic", Type::TEXT),
         ("raw_partition", Type::INT4),
@@ -212,6 +253,7 @@ impl SinkRow for Position {
             self.owner_id.as_deref(),
             self.owner_name.as_deref(),
             ts(self.date_added),
+            AttributesJson(&self.attributes),
             l.event_id.as_str(),
             l.raw_topic.as_str(),
             l.raw_partition,

@@ -63,6 +63,7 @@ fn candidate(
         owner_name: None,
         date_added: Some(T0),
         lineage: lineage(&id.to_string(), version),
+        attributes: Default::default(),
     }
 }
 
@@ -90,6 +91,7 @@ fn position(id: u64, version: i64, title: &str, description: &str, skills: &[&st
         owner_name: None,
         date_added: Some(T0),
         lineage: lineage(&id.to_string(), version),
+        attributes: Default::default(),
     }
 }
 

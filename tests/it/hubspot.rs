@@ -27,7 +27,7 @@ use crate::fixtures::dead_letters;
 /// (entity, simulator object name).
 const OBJECTS: [(&str, &str); 2] = [("contact", "contacts"), ("job", "jobs")];
 
-async fn start_sim(cfg: SimConfig) -> SimHandle {
+pub(crate) async fn start_sim(cfg: SimConfig) -> SimHandle {
     Simulator::start(cfg).await.expect("hubspot simulator")
 }
 

@@ -13,6 +13,7 @@ mod foundation;
 mod hubspot;
 mod ingest;
 mod lineage;
+mod mapping;
 mod operate;
 mod outage;
 mod reconcile;

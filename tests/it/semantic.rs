@@ -146,6 +146,7 @@ fn candidate(id: usize, (occupation, skills, summary): (&str, &[&str], &str)) ->
         owner_name: None,
         date_added: Some(T0),
         lineage: lineage(&id.to_string()),
+        ..Default::default()
     }
 }
 
@@ -173,6 +174,7 @@ fn position(id: usize, title: &str, skills: &[&str], description: &str) -> Posit
         owner_name: None,
         date_added: Some(T0),
         lineage: lineage(&id.to_string()),
+        ..Default::default()
     }
 }
 

@@ -130,6 +130,36 @@ pub struct DataEnvelope<T = Value> {
     pub data: T,
 }
 
+/// `GET meta/{entity}`: the entity's fields as the API user sees them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityMeta {
+    /// Entity name, e.g. `Candidate`.
+    pub entity: String,
+    /// Its fields.
+    #[serde(default)]
+    pub fields: Vec<MetaField>,
+}
+
+/// One field of [`EntityMeta`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaField {
+    /// API name, e.g. `customText2`.
+    pub name: String,
+    /// `ID`, `SCALAR`, `COMPOSITE`, `TO_ONE`, `TO_MANY`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// `String`, `Integer`, `BigDecimal`, `Double`, `Boolean`, `Timestamp`, `Address`, ...
+    #[serde(default)]
+    pub data_type: String,
+    /// The tenant's label, e.g. `Visa status`.
+    #[serde(default)]
+    pub label: String,
+    /// A confidential field: its value needs an entitlement the API user may lack.
+    #[serde(default)]
+    pub confidential: bool,
+}
+
 /// Inline to-many association shape: `{"total":3,"data":[{"id":1,"name":"..."}]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToMany<T = Value> {

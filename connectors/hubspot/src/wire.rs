@@ -350,6 +350,10 @@ pub struct PropertyDef {
     /// Hidden in the UI.
     #[serde(default)]
     pub hidden: bool,
+    /// `non_sensitive`, `sensitive` or `highly_sensitive`: reading a sensitive property needs the
+    /// app's `crm.objects.<object>.sensitive.read` scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sensitivity: Option<String>,
 }
 
 /// An option of an enumeration property.

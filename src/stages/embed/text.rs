@@ -6,7 +6,13 @@
 //! string at run time. The same template renders a canonical record from Kafka (the stage) and a
 //! row from Postgres (`crmflow embed backfill`), so both produce the same text and hash for the
 //! same record. Fields are the canonical field names that are also `candidates` / `positions`
-//! columns; list fields (`skills`) are joined with ", ".
+//! columns; list fields (`skills`) are joined with ", ". `{attributes.<name>}` names a mapped
+//! custom field (`[mapping]`): its text is [`AttributeValue::to_text`], which is what the SQL of
+//! [`Template::sql_columns`] computes from the `attributes` jsonb column, and nothing when the
+//! record has no such attribute (an attribute name is not checked against the mapping, so a
+//! template may name an attribute before it is mapped or backfilled).
+//!
+//! [`AttributeValue::to_text`]: crate::model::AttributeValue::to_text
 //!
 //! The hash covers the model name and the text: a new model or a changed template changes every
 //! hash, which is what makes the stage re-embed; a change to a field outside the template leaves
@@ -16,7 +22,7 @@ use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
 
-use crate::model::{Candidate, Position};
+use crate::model::{AttributeValue, Attributes, Candidate, Position};
 
 /// The two sides of matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,20 +103,38 @@ enum Segment {
     Field(usize),
 }
 
+/// What a placeholder names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    /// A canonical field that is a column, by its name in [`Entity::fields`].
+    Column(&'static str),
+    /// `{attributes.<name>}`.
+    Attribute(String),
+}
+
+impl Field {
+    fn name(&self) -> Cow<'_, str> {
+        match self {
+            Field::Column(c) => Cow::Borrowed(c),
+            Field::Attribute(a) => Cow::Owned(format!("attributes.{a}")),
+        }
+    }
+}
+
 /// A parsed text template of one entity.
 #[derive(Debug, Clone)]
 pub struct Template {
     entity: Entity,
     segments: Vec<Segment>,
-    /// Distinct field names used, in first-use order.
-    fields: Vec<&'static str>,
+    /// Distinct fields used, in first-use order.
+    fields: Vec<Field>,
 }
 
 impl Template {
     /// Parses `{field}` placeholders; `{{` and `}}` stand for literal braces.
     pub fn parse(entity: Entity, template: &str) -> Result<Self, String> {
         let mut segments = Vec::new();
-        let mut fields: Vec<&'static str> = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
         let mut lit = String::new();
         let mut chars = template.chars().peekable();
         while let Some(c) = chars.next() {
@@ -138,27 +162,37 @@ impl Template {
                         }
                     }
                     let name = name.trim();
-                    let known = entity
-                        .fields()
-                        .iter()
-                        .find(|(f, _)| *f == name)
-                        .map(|(f, _)| *f)
-                        .ok_or_else(|| {
-                            format!(
-                                "{} template names unknown field {{{name}}}; known: {}",
-                                entity.as_str(),
-                                entity
-                                    .fields()
-                                    .iter()
-                                    .map(|(f, _)| *f)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        })?;
+                    let known = if let Some(attr) = name.strip_prefix("attributes.") {
+                        if !crate::config::mapping::valid_attribute_name(attr) {
+                            return Err(format!(
+                                "{} template names {{{name}}}: attribute names are lower-case identifiers",
+                                entity.as_str()
+                            ));
+                        }
+                        Field::Attribute(attr.to_owned())
+                    } else {
+                        entity
+                            .fields()
+                            .iter()
+                            .find(|(f, _)| *f == name)
+                            .map(|(f, _)| Field::Column(f))
+                            .ok_or_else(|| {
+                                format!(
+                                    "{} template names unknown field {{{name}}}; known: {}, attributes.<name>",
+                                    entity.as_str(),
+                                    entity
+                                        .fields()
+                                        .iter()
+                                        .map(|(f, _)| *f)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            })?
+                    };
                     if !lit.is_empty() {
                         segments.push(Segment::Literal(std::mem::take(&mut lit)));
                     }
-                    let idx = match fields.iter().position(|f| *f == known) {
+                    let idx = match fields.iter().position(|f| f == &known) {
                         Some(i) => i,
                         None => {
                             fields.push(known);
@@ -188,22 +222,34 @@ impl Template {
         self.entity
     }
 
-    /// The field names the template uses (in the order `render_values` expects them).
-    pub fn fields(&self) -> &[&'static str] {
-        &self.fields
+    /// The field names the template uses (in the order `render_values` expects them);
+    /// attributes as `attributes.<name>`.
+    pub fn fields(&self) -> Vec<Cow<'_, str>> {
+        self.fields.iter().map(Field::name).collect()
     }
 
-    /// SQL expressions selecting [`Self::fields`] as text from the entity's table.
-    pub fn sql_columns(&self) -> Vec<&'static str> {
+    /// SQL expressions selecting [`Self::fields`] as text from the entity's table. An attribute
+    /// gives `attributes->>'name'`, a list attribute its items joined with ", " (what
+    /// [`crate::model::AttributeValue::to_text`] gives).
+    pub fn sql_columns(&self) -> Vec<Cow<'static, str>> {
         self.fields
             .iter()
-            .map(|f| {
-                self.entity
-                    .fields()
-                    .iter()
-                    .find(|(n, _)| n == f)
-                    .map(|(_, sql)| *sql)
-                    .expect("validated at parse")
+            .map(|f| match f {
+                Field::Column(c) => Cow::Borrowed(
+                    self.entity
+                        .fields()
+                        .iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, sql)| *sql)
+                        .expect("validated at parse"),
+                ),
+                // The name is [a-z][a-z0-9_]* (checked at parse), safe inside quotes.
+                Field::Attribute(a) => Cow::Owned(format!(
+                    "CASE WHEN jsonb_typeof(attributes->'{a}') = 'array' \
+                     THEN (SELECT string_agg(e.v, ', ' ORDER BY e.n) \
+                     FROM jsonb_array_elements_text(attributes->'{a}') WITH ORDINALITY AS e(v, n)) \
+                     ELSE attributes->>'{a}' END"
+                )),
             })
             .collect()
     }
@@ -226,16 +272,35 @@ impl Template {
 
     /// Renders a canonical candidate (the template must be a candidate template).
     pub fn render_candidate(&self, c: &Candidate) -> String {
-        let values: Vec<Option<Cow<'_, str>>> =
-            self.fields.iter().map(|f| candidate_field(c, f)).collect();
+        let values: Vec<Option<Cow<'_, str>>> = self
+            .fields
+            .iter()
+            .map(|f| match f {
+                Field::Column(name) => candidate_field(c, name),
+                Field::Attribute(a) => attribute_text(&c.attributes, a),
+            })
+            .collect();
         self.render_values(&values)
     }
 
     /// Renders a canonical position (the template must be a position template).
     pub fn render_position(&self, p: &Position) -> String {
-        let values: Vec<Option<Cow<'_, str>>> =
-            self.fields.iter().map(|f| position_field(p, f)).collect();
+        let values: Vec<Option<Cow<'_, str>>> = self
+            .fields
+            .iter()
+            .map(|f| match f {
+                Field::Column(name) => position_field(p, name),
+                Field::Attribute(a) => attribute_text(&p.attributes, a),
+            })
+            .collect();
         self.render_values(&values)
+    }
+}
+
+fn attribute_text<'a>(attrs: &'a Attributes, name: &str) -> Option<Cow<'a, str>> {
+    match attrs.get(name)? {
+        AttributeValue::String(s) => Some(Cow::Borrowed(s)),
+        v => v.to_text().map(Cow::Owned),
     }
 }
 
@@ -359,7 +424,7 @@ mod tests {
                         .map(|f| {
                             values
                                 .iter()
-                                .find(|(n, _)| n == f)
+                                .find(|(n, _)| *n == f.as_ref())
                                 .map(|(_, v)| Cow::Borrowed(*v))
                         })
                         .collect();
@@ -380,6 +445,58 @@ mod tests {
             t.sql_columns(),
             vec!["title", "array_to_string(skills, ', ')"]
         );
+    }
+
+    #[test]
+    fn attributes_render_as_text_and_as_sql() {
+        use crate::model::{AttributeDate, AttributeValue as V};
+        let t = Template::parse(
+            Entity::Candidate,
+            "{occupation} | {attributes.sectors} | {attributes.day_rate} | {attributes.start} | {attributes.relocate} | {attributes.notice} | {attributes.missing}",
+        )
+        .unwrap();
+        assert_eq!(t.fields()[1], "attributes.sectors");
+        let mut c = Candidate {
+            occupation: Some("Welder".into()),
+            ..Default::default()
+        };
+        c.attributes = [
+            ("sectors", V::List(vec!["Fintech".into(), "Energy".into()])),
+            ("day_rate", V::Double(650.0)),
+            (
+                "start",
+                V::Date(AttributeDate {
+                    epoch_ms: 1_767_225_600_000,
+                }),
+            ),
+            ("relocate", V::Boolean(false)),
+            ("notice", V::Long(30)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(
+            t.render_candidate(&c),
+            "Welder | Fintech, Energy | 650.0 | 2026-01-01T00:00:00.000Z | false | 30 |"
+        );
+        let sql = t.sql_columns();
+        assert!(sql[1].contains("jsonb_array_elements_text(attributes->'sectors')"));
+        assert!(sql[2].ends_with("ELSE attributes->>'day_rate' END"));
+        // Names are identifiers (they go into SQL), and the prefix is required.
+        assert!(Template::parse(Entity::Candidate, "{attributes.x'y}").is_err());
+        assert!(Template::parse(Entity::Candidate, "{attributes.}").is_err());
+        assert!(Template::parse(Entity::Candidate, "{sectors}").is_err());
+        // A template change alters the hash only of records whose text it changes.
+        let before = Template::parse(Entity::Candidate, "{occupation}").unwrap();
+        let after =
+            Template::parse(Entity::Candidate, "{occupation}\n{attributes.sectors}").unwrap();
+        let plain = Candidate {
+            occupation: Some("Welder".into()),
+            ..Default::default()
+        };
+        let hash = |t: &Template, c: &Candidate| content_hash("m", &t.render_candidate(c));
+        assert_eq!(hash(&before, &plain), hash(&after, &plain));
+        assert_ne!(hash(&before, &c), hash(&after, &c));
     }
 
     #[test]

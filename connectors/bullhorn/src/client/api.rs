@@ -301,6 +301,21 @@ impl BullhornClient {
         Ok(decode::<ResultResponse<bool>>(&endpoint, &body)?.result)
     }
 
+    /// `GET meta/{entity}?fields=*`: the entity's fields, types and labels.
+    pub async fn meta(&self, entity: &str) -> Result<crate::wire::EntityMeta, ClientError> {
+        let endpoint = format!("meta/{entity}");
+        let body = self
+            .call(Call {
+                method: Method::GET,
+                path: endpoint.clone(),
+                query: vec![("fields", "*".to_string())],
+                endpoint: endpoint.clone(),
+                idempotent: true,
+            })
+            .await?;
+        decode(&endpoint, &body)
+    }
+
     /// `GET ping`: when the session expires.
     pub async fn ping(&self) -> Result<PingResponse, ClientError> {
         let endpoint = "ping".to_string();

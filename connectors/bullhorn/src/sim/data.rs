@@ -1485,6 +1485,9 @@ pub fn candidate(
         "customText1",
         format!("https://www.linkedin.com/in/c{id}").into(),
     );
+    for (field, value) in super::custom::candidate_values(id) {
+        set(field, value);
+    }
     if rng.random_bool(0.5) {
         set(
             "dateOfBirth",

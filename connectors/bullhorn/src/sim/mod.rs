@@ -21,6 +21,7 @@ mod auth;
 mod changes;
 mod config;
 mod control;
+mod custom;
 mod data;
 mod error;
 mod events;

@@ -627,7 +627,14 @@ async fn meta(
                 FieldType::ToOne(t) => ("TO_ONE", "Integer", Some(*t)),
                 FieldType::ToMany(t) => ("TO_MANY", "Integer", Some(*t)),
             };
-            let mut f = json!({ "name": name, "type": kind, "dataType": data_type });
+            let data_type = super::custom::data_type(name).unwrap_or(data_type);
+            let mut f = json!({
+                "name": name,
+                "type": kind,
+                "dataType": data_type,
+                "label": super::custom::label(def.name, name),
+                "confidential": super::custom::confidential(name),
+            });
             if let Some(t) = assoc {
                 f["associatedEntity"] = json!({ "entity": t });
             }

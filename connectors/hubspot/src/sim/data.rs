@@ -184,6 +184,9 @@ pub fn contact(rng: &mut ChaCha8Rng, n: u64, dirty_share: f64) -> BTreeMap<Strin
     set("country", Some(country.to_string()));
     set("zip", Some(format!("{:05}", rng.random_range(1000..99999))));
     set("skills", Some(skills(rng)));
+    for (k, v) in custom_values(n) {
+        set(k, Some(v));
+    }
     let years = rng.random_range(0..25);
     set(
         "years_experience",
@@ -344,6 +347,73 @@ pub fn generate(cfg: &SimConfig, types: Vec<TypeDef>) -> Db {
         stores,
         std::time::Duration::from_millis(cfg.index_lag_ms),
     )
+}
+
+/// The custom properties of contact `n`, from their own generator (so adding them changed no other
+/// generated value), dirty ones included: an option in the wrong case, a blank, a rate with a
+/// currency sign, a date-time where a date belongs.
+fn custom_values(n: u64) -> Vec<(&'static str, String)> {
+    use super::schema::{SECTORS, VISA};
+    let mut rng = ChaCha8Rng::seed_from_u64(0xC057_0111 ^ n);
+    let mut out = Vec::new();
+    if rng.random_bool(0.9) {
+        let v = VISA[rng.random_range(0..VISA.len())];
+        let v = match rng.random_range(0..12) {
+            0 => v.to_uppercase(),
+            1 => String::new(),
+            _ => v.to_string(),
+        };
+        out.push(("visa_status", v));
+    }
+    if rng.random_bool(0.8) {
+        let k = rng.random_range(1..4);
+        let picked: Vec<&str> = (0..k)
+            .map(|_| SECTORS[rng.random_range(0..SECTORS.len())])
+            .collect();
+        out.push(("target_sectors", picked.join(";")));
+    }
+    if rng.random_bool(0.9) {
+        out.push((
+            "notice_period_days",
+            [0, 14, 30, 60, 90][rng.random_range(0..5)].to_string(),
+        ));
+    }
+    if rng.random_bool(0.7) {
+        let rate = rng.random_range(300..1200);
+        out.push((
+            "day_rate",
+            if rng.random_bool(0.05) {
+                format!("${rate}")
+            } else {
+                format!("{rate}.00")
+            },
+        ));
+    }
+    if rng.random_bool(0.6) {
+        let day = 1 + rng.random_range(0..28);
+        out.push((
+            "available_from",
+            if rng.random_bool(0.1) {
+                format!("2026-02-{day:02}T00:00:00.000Z")
+            } else {
+                format!("2026-02-{day:02}")
+            },
+        ));
+    }
+    out.push((
+        "will_relocate",
+        if rng.random_bool(0.3) {
+            "true"
+        } else {
+            "false"
+        }
+        .to_string(),
+    ));
+    out.push((
+        "passport_number",
+        format!("P{:07}", rng.random_range(0..10_000_000)),
+    ));
+    out
 }
 
 #[cfg(test)]

@@ -40,6 +40,11 @@ pub struct PropDef {
     pub options: &'static [&'static str],
     /// Maintained by the simulator (ids and timestamps), not writable.
     pub calculated: bool,
+    /// `(type, fieldType)` on the wire when they differ from the kind's (custom properties:
+    /// `bool`/`booleancheckbox`, `date`/`date`, `enumeration`/`checkbox` for multiple values).
+    pub wire: Option<(&'static str, &'static str)>,
+    /// `dataSensitivity: sensitive`: the simulated app lacks the sensitive-data scopes.
+    pub sensitive: bool,
 }
 
 /// One object type.
@@ -76,10 +81,10 @@ impl TypeDef {
         self.props
             .iter()
             .map(|p| {
-                let (kind, field_type) = p.kind.wire();
+                let (kind, field_type) = p.wire.unwrap_or(p.kind.wire());
                 PropertyDef {
                     name: p.name.to_string(),
-                    label: label(p.name),
+                    label: custom_label(p.name).map_or_else(|| label(p.name), str::to_string),
                     kind: kind.to_string(),
                     field_type: field_type.to_string(),
                     group_name: format!("{}information", self.name.trim_end_matches('s')),
@@ -98,6 +103,14 @@ impl TypeDef {
                     calculated: p.calculated,
                     has_unique_value: p.name == "hs_object_id",
                     hidden: false,
+                    data_sensitivity: Some(
+                        if p.sensitive {
+                            "sensitive"
+                        } else {
+                            "non_sensitive"
+                        }
+                        .to_string(),
+                    ),
                 }
             })
             .collect()
@@ -123,6 +136,8 @@ const fn p(name: &'static str, kind: PropKind) -> PropDef {
         kind,
         options: &[],
         calculated: false,
+        wire: None,
+        sensitive: false,
     }
 }
 
@@ -132,6 +147,8 @@ const fn calc(name: &'static str, kind: PropKind) -> PropDef {
         kind,
         options: &[],
         calculated: true,
+        wire: None,
+        sensitive: false,
     }
 }
 
@@ -141,8 +158,52 @@ const fn e(name: &'static str, options: &'static [&'static str]) -> PropDef {
         kind: PropKind::Enumeration,
         options,
         calculated: false,
+        wire: None,
+        sensitive: false,
     }
 }
+
+/// A custom property with its own wire type (see [`PropDef::wire`]).
+const fn custom(
+    name: &'static str,
+    kind: PropKind,
+    wire: (&'static str, &'static str),
+    options: &'static [&'static str],
+    sensitive: bool,
+) -> PropDef {
+    PropDef {
+        name,
+        kind,
+        options,
+        calculated: false,
+        wire: Some(wire),
+        sensitive,
+    }
+}
+
+/// Labels the account gave its custom contact properties.
+fn custom_label(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "visa_status" => "Visa status",
+        "target_sectors" => "Target sectors",
+        "notice_period_days" => "Notice period (days)",
+        "day_rate" => "Day rate",
+        "available_from" => "Available from",
+        "will_relocate" => "Will relocate",
+        "passport_number" => "Passport number",
+        _ => return None,
+    })
+}
+
+/// Options of the custom `visa_status` property.
+pub const VISA: &[&str] = &[
+    "citizen",
+    "permanent_resident",
+    "work_visa",
+    "sponsorship_needed",
+];
+/// Options of the custom `target_sectors` property (multiple checkboxes, `;`-separated values).
+pub const SECTORS: &[&str] = &["fintech", "healthcare", "energy", "retail", "public_sector"];
 
 /// Lifecycle stages of contacts.
 pub const LIFECYCLE: &[&str] = &[
@@ -206,6 +267,32 @@ pub fn types(custom_type_id: &str, portal_id: u64) -> Vec<TypeDef> {
                 p("summary", String),
                 e("lifecyclestage", LIFECYCLE),
                 e("hs_lead_status", LEAD_STATUS),
+                // The account's custom properties (recruiting).
+                custom(
+                    "visa_status",
+                    Enumeration,
+                    ("enumeration", "select"),
+                    VISA,
+                    false,
+                ),
+                custom(
+                    "target_sectors",
+                    String,
+                    ("enumeration", "checkbox"),
+                    SECTORS,
+                    false,
+                ),
+                p("notice_period_days", Number),
+                p("day_rate", Number),
+                custom("available_from", String, ("date", "date"), &[], false),
+                custom(
+                    "will_relocate",
+                    String,
+                    ("bool", "booleancheckbox"),
+                    &[],
+                    false,
+                ),
+                custom("passport_number", String, ("string", "text"), &[], true),
                 calc("hs_merged_object_ids", String),
                 calc("createdate", DateTime),
                 calc("lastmodifieddate", DateTime),
