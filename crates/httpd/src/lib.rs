@@ -295,12 +295,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for IdleTimeout<I> {
                     self.touch();
                 }
                 match self.deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) if self.busy.load(Ordering::Acquire) == 0 => {
-                        Poll::Ready(Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "connection idle",
-                        )))
-                    }
+                    Poll::Ready(()) if self.busy.load(Ordering::Acquire) == 0 => Poll::Ready(Err(
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle"),
+                    )),
                     Poll::Ready(()) => {
                         self.touch();
                         let _ = self.deadline.as_mut().poll(cx);

@@ -13,9 +13,10 @@ use tokio::net::{TcpListener, TcpStream};
 async fn start(limits: Limits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/", get(|| async { "ok" }))
-        .route("/echo", post(|b: Bytes| async move { format!("{}", b.len()) }));
+    let app = Router::new().route("/", get(|| async { "ok" })).route(
+        "/echo",
+        post(|b: Bytes| async move { format!("{}", b.len()) }),
+    );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(crmflow_httpd::serve(listener, app, limits, async {
         let _ = rx.await;
