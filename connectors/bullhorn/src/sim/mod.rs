@@ -29,6 +29,8 @@ mod fields;
 mod filter;
 mod jpql;
 mod lucene;
+#[cfg(test)]
+mod proptests;
 mod routes;
 mod schema;
 mod store;
