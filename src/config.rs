@@ -36,6 +36,8 @@ pub mod conninfo;
 mod hubspot;
 mod kafka;
 mod postgres;
+#[cfg(test)]
+mod proptests;
 mod salesforce;
 mod secrets;
 
@@ -841,7 +843,10 @@ impl Config {
         let generic = Env::prefixed("CRMFLOW_")
             .filter(|k| k.as_str().contains("__"))
             .split("__");
-        Figment::new().merge(aliases).merge(generic)
+        Figment::new()
+            .merge(aliases)
+            .merge(generic)
+            .merge(secrets::RawSecretEnv)
     }
 
     /// The configuration as TOML with secrets redacted, for `crmflow config check`.
