@@ -124,7 +124,7 @@ proptest! {
                     let _ = visible(&c);
                     let _ = c.pg_config();
                 }
-                Err(_) => {}
+                Err(e) => assert!(!e.to_string().contains('\n'), "{e}"),
             }
             Ok(())
         });
@@ -238,6 +238,28 @@ fn secrets_of_digits_from_the_environment_load_as_given() {
         let c = Config::load(None).map_err(|e| e.to_string())?;
         assert_eq!(c.postgres.port, 6000);
         assert_eq!(expose(&c, "kafka.sasl.password").unwrap(), "31415926535");
+        Ok(())
+    });
+}
+
+#[test]
+fn config_errors_never_show_a_secret_and_take_one_line() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        // An unquoted number as a password: serde's message quoted it.
+        jail.create_file("crmflow.toml", "[postgres]\npassword = 987654321\n")?;
+        let e = Config::load(None).unwrap_err().to_string();
+        assert!(!e.contains("987654321"), "{e}");
+        assert!(e.contains("postgres.password"), "{e}");
+        // A broken line holding a secret: the TOML error quoted the line.
+        jail.create_file(
+            "crmflow.toml",
+            "[kafka.sasl]\npassword = \"zqUnterminated\n",
+        )?;
+        let e = Config::load(None).unwrap_err().to_string();
+        assert!(!e.contains("zqUnterminated"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("line 2"), "{e}");
         Ok(())
     });
 }
