@@ -112,7 +112,12 @@ fn visible(c: &Config) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    // Each case loads a configuration in a figment Jail (a temporary directory): 64 by default,
+    // PROPTEST_CASES when set.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn any_file_loads_or_gives_a_one_line_error(text in toml_text()) {

@@ -194,7 +194,6 @@ fn check(ev: &ChangeEvent, cfg: &NormalizeConfig) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn bullhorn_records_normalize_or_reject(

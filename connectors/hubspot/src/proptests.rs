@@ -80,7 +80,6 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn uri_decoding_takes_any_text(s in any::<String>(), pre in "(%[0-9A-Fa-f]{0,2}){0,3}") {

@@ -94,7 +94,6 @@ fn jpql_where() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn lucene_queries_parse_or_err(q in prop_oneof![lucene_query(), any::<String>()]) {

@@ -60,7 +60,6 @@ fn soup() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn soql_parses_or_is_malformed(q in prop_oneof![soup(), any::<String>()]) {
