@@ -27,13 +27,13 @@ use crate::fixtures::dead_letters;
 /// (entity, simulator object name).
 const OBJECTS: [(&str, &str); 2] = [("contact", "contacts"), ("job", "jobs")];
 
-async fn start_sim(cfg: SimConfig) -> SimHandle {
+pub(crate) async fn start_sim(cfg: SimConfig) -> SimHandle {
     Simulator::start(cfg).await.expect("hubspot simulator")
 }
 
 /// A namespaced configuration reading contacts and jobs from `sim` (Bullhorn off), with topics
 /// and schema created.
-async fn setup(test: &str, sim: &SimHandle) -> Config {
+pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     let mut cfg = isolated_config(test);
     cfg.bullhorn.enabled = false;
     cfg.hubspot = Some(HubspotConfig {
@@ -69,7 +69,7 @@ async fn setup(test: &str, sim: &SimHandle) -> Config {
 }
 
 /// Every event on `crm.raw.hubspot.<entity>`, from the beginning to the current end.
-async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
+pub(crate) async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
     let topic = Topics::new(&cfg.kafka).raw("hubspot", entity);
     let consumer: StreamConsumer = kafka::client_config(&cfg.kafka)
         .set(
@@ -382,7 +382,7 @@ async fn more_than_10000_changes_in_one_window_skip_nothing() {
 }
 
 /// Signs `body` for `url` at `ts` with the simulator's key.
-fn signed(sim: &SimHandle, url: &str, body: &str, ts: i64) -> (String, String) {
+pub(crate) fn signed(sim: &SimHandle, url: &str, body: &str, ts: i64) -> (String, String) {
     let ts = ts.to_string();
     let sig = sign_v3(
         sim.config().webhook_key().as_bytes(),
