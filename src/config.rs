@@ -686,6 +686,7 @@ impl Config {
             }
             None => {}
         }
+        secrets::check_env_values()?;
         fig = fig.merge(Self::env_provider());
         // postgres.url (DATABASE_URL) is the base of [postgres]: its parts go below the file
         // and the environment, so explicitly set keys override them.
@@ -822,6 +823,7 @@ impl Config {
     /// `CRMFLOW_<SECTION>__<KEY>`.
     pub fn env_provider() -> Figment {
         let aliases = Env::raw()
+            .filter(|k| !secrets::is_secret_env(k.as_str()))
             .filter_map(|k| {
                 ENV_ALIASES
                     .iter()
@@ -842,6 +844,7 @@ impl Config {
         // CRMFLOW_STATE_DIR are not mistaken for keys.
         let generic = Env::prefixed("CRMFLOW_")
             .filter(|k| k.as_str().contains("__"))
+            .filter(|k| !secrets::is_secret_env(&format!("CRMFLOW_{}", k.as_str())))
             .split("__");
         Figment::new()
             .merge(aliases)

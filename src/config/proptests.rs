@@ -268,3 +268,20 @@ fn config_errors_never_show_a_secret_and_take_one_line() {
         Ok(())
     });
 }
+
+#[test]
+fn a_quoted_non_ascii_value_with_an_escape_is_an_error_not_a_panic() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        // figment's unescaper panicked on this (found with PROPTEST_CASES=10000).
+        jail.set_env("DB_HOST", "\"ເ\\🃑\"");
+        let e = Config::load(None).unwrap_err().to_string();
+        assert!(e.contains("DB_HOST"), "{e}");
+        // A secret of that shape is not parsed at all: it loads as given.
+        jail.set_env("DB_HOST", "h");
+        jail.set_env("DB_PASSWORD", "\"ເ\\🃑\"");
+        let c = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(c.postgres.password.expose_secret(), "\"ເ\\🃑\"");
+        Ok(())
+    });
+}

@@ -72,6 +72,35 @@ fn secret_key_of_env(name: &str) -> Option<&'static str> {
     is_secret(&rest.to_ascii_lowercase().replace("__", "."))
 }
 
+/// Whether `name` is a secret's environment variable (read only by [`RawSecretEnv`], never
+/// parsed, so no parser message or panic can quote it).
+pub(super) fn is_secret_env(name: &str) -> bool {
+    secret_key_of_env(name).is_some()
+}
+
+/// Refuses environment values figment 0.10 would panic on: a quoted value holding a backslash
+/// escape after a non-ASCII character (`DB_HOST="é\n"`) — its unescaper slices the string at a
+/// character index as if it were a byte index. Secrets are exempt: they are never parsed.
+pub(super) fn check_env_values() -> Result<(), ConfigError> {
+    for (k, v) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (k.to_str(), v.to_str()) else {
+            continue;
+        };
+        let ours = super::ENV_ALIASES
+            .iter()
+            .any(|(env, _)| name.eq_ignore_ascii_case(env))
+            || (name.starts_with("CRMFLOW_") && name.contains("__"));
+        let t = value.trim();
+        if ours && !is_secret_env(name) && t.starts_with('"') && t.contains('\\') && !t.is_ascii() {
+            return Err(ConfigError::Invalid(format!(
+                "environment variable {name}: a quoted value with backslash escapes must be ASCII \
+                 (write the characters themselves, unquoted)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Deep-merges `from` into `into` (`from` wins).
 fn merge_into(into: &mut figment::value::Dict, from: figment::value::Dict) {
     use figment::value::Value;
