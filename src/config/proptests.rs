@@ -3,6 +3,9 @@
 //! configuration or a one-line error, never a panic; secrets, whatever they look like, load as
 //! given and never appear in errors, `config check` output or `Debug`.
 
+// figment's Jail closures return figment::Error, which is large; that is fine in tests.
+#![allow(clippy::result_large_err)]
+
 use figment::Jail;
 use proptest::prelude::*;
 use secrecy::ExposeSecret;

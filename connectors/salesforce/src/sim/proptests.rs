@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use super::soql::{parse, MAX_DEPTH};
+use super::soql::parse;
 
 fn soup() -> impl Strategy<Value = String> {
     proptest::collection::vec(
@@ -89,5 +89,4 @@ fn deep_nesting_is_malformed_not_a_stack_overflow() {
     }
     let ok = format!("{}Id = 'a'{}", "(".repeat(20), ")".repeat(20));
     assert!(parse(&format!("SELECT Id FROM Contact WHERE {ok}")).is_ok());
-    assert!(MAX_DEPTH >= 20);
 }
