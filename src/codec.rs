@@ -15,7 +15,10 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
 
+mod bounds;
 pub mod pcf;
+#[cfg(test)]
+mod proptests;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
@@ -54,8 +57,9 @@ pub struct Codec<T> {
     current: Schema,
     fingerprint: [u8; 8],
     /// Every schema version we can read, by fingerprint (the current one included, under both
-    /// its spec fingerprint and its legacy one), and whether it is the current schema.
-    writers: HashMap<[u8; 8], (Schema, bool)>,
+    /// its spec fingerprint and its legacy one), whether it is the current schema, and its named
+    /// types (for [`bounds::check`]).
+    writers: HashMap<[u8; 8], (Schema, bool, std::sync::Arc<bounds::Names>)>,
     /// A reader of the current schema's binary datum straight into `T`, skipping apache_avro's
     /// generic `Value` tree (see [`read_change_event`]); older versions still go through it.
     direct: Option<DirectReader<T>>,
@@ -86,13 +90,23 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
     pub fn new(name: &str, current: &str, history: &[&str]) -> Result<Self, CodecError> {
         let (current, fingerprint) = parse(current)?;
         let mut writers = HashMap::new();
+        let names = |s: &Schema| {
+            bounds::names(s)
+                .map(std::sync::Arc::new)
+                .map_err(CodecError::Schema)
+        };
         for old in history {
             let (s, fp) = parse(old)?;
-            writers.insert(legacy_fingerprint(&s), (s.clone(), false));
-            writers.insert(fp, (s, false));
+            let n = names(&s)?;
+            writers.insert(legacy_fingerprint(&s), (s.clone(), false, n.clone()));
+            writers.insert(fp, (s, false, n));
         }
-        writers.insert(legacy_fingerprint(&current), (current.clone(), true));
-        writers.insert(fingerprint, (current.clone(), true));
+        let n = names(&current)?;
+        writers.insert(
+            legacy_fingerprint(&current),
+            (current.clone(), true, n.clone()),
+        );
+        writers.insert(fingerprint, (current.clone(), true, n));
         Ok(Self {
             name: name.to_owned(),
             fingerprint,
@@ -143,7 +157,7 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
         }
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let (writer, is_current) = self
+        let (writer, is_current, names) = self
             .writers
             .get(&fp)
             .ok_or_else(|| CodecError::UnknownFingerprint(hex::encode(fp)))?;
@@ -158,6 +172,11 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
                 reason,
             });
         }
+        // apache_avro allocates what length prefixes claim before reading: check them first.
+        bounds::check(writer, names, body).map_err(|reason| CodecError::Malformed {
+            schema: self.name.clone(),
+            reason,
+        })?;
         let reader = if *is_current {
             None
         } else {

@@ -37,6 +37,8 @@ mod hubspot;
 mod kafka;
 pub mod mapping;
 mod postgres;
+#[cfg(test)]
+mod proptests;
 mod reconcile;
 mod salesforce;
 mod secrets;
@@ -697,6 +699,7 @@ impl Config {
             }
             None => {}
         }
+        secrets::check_env_values()?;
         fig = fig.merge(Self::env_provider());
         // postgres.url (DATABASE_URL) is the base of [postgres]: its parts go below the file
         // and the environment, so explicitly set keys override them.
@@ -835,6 +838,7 @@ impl Config {
     /// `CRMFLOW_<SECTION>__<KEY>`.
     pub fn env_provider() -> Figment {
         let aliases = Env::raw()
+            .filter(|k| !secrets::is_secret_env(k.as_str()))
             .filter_map(|k| {
                 ENV_ALIASES
                     .iter()
@@ -855,8 +859,12 @@ impl Config {
         // CRMFLOW_STATE_DIR are not mistaken for keys.
         let generic = Env::prefixed("CRMFLOW_")
             .filter(|k| k.as_str().contains("__"))
+            .filter(|k| !secrets::is_secret_env(&format!("CRMFLOW_{}", k.as_str())))
             .split("__");
-        Figment::new().merge(aliases).merge(generic)
+        Figment::new()
+            .merge(aliases)
+            .merge(generic)
+            .merge(secrets::RawSecretEnv)
     }
 
     /// The configuration as TOML with secrets redacted, for `crmflow config check`.
@@ -901,7 +909,19 @@ fn one_line(e: &figment::Error) -> String {
                 .metadata
                 .as_ref()
                 .is_some_and(|m| m.name.contains("environment"));
-            let mut msg = e.kind.to_string();
+            let mut msg = if SECRET_KEYS.iter().any(|(k, _)| *k == key) {
+                // serde's messages quote the value found ("found unsigned int `123`"): never
+                // for a secret.
+                match &e.kind {
+                    figment::error::Kind::InvalidType(_, expected)
+                    | figment::error::Kind::InvalidValue(_, expected) => {
+                        format!("invalid value (not shown: a secret), expected {expected}")
+                    }
+                    _ => "invalid value (not shown: a secret)".to_owned(),
+                }
+            } else {
+                without_excerpt(&e.kind.to_string())
+            };
             if !key.is_empty() {
                 msg.push_str(&format!(" for key `{key}`"));
             }
@@ -928,6 +948,23 @@ fn one_line(e: &figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A parser message without the source excerpt TOML errors carry (`2 | password = "abc`, then
+/// a caret line): the excerpt may hold a secret, and it spans lines. What is left is one line:
+/// `TOML parse error at line 2, column 13: invalid basic string`.
+fn without_excerpt(msg: &str) -> String {
+    let is_excerpt = |l: &str| {
+        let t = l.trim_start();
+        let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+        digits.trim_start().starts_with('|')
+    };
+    msg.lines()
+        .filter(|l| !is_excerpt(l))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 #[cfg(test)]

@@ -58,6 +58,98 @@ pub(super) fn secret_from_file(
     Ok(())
 }
 
+/// The configuration key a secret's environment variable sets (its alias, or
+/// `CRMFLOW_<SECTION>__<KEY>`), if `name` is one.
+fn secret_key_of_env(name: &str) -> Option<&'static str> {
+    let is_secret = |key: &str| SECRET_KEYS.iter().find(|(k, _)| *k == key).map(|(k, _)| *k);
+    if let Some((_, key)) = super::ENV_ALIASES
+        .iter()
+        .find(|(env, _)| name.eq_ignore_ascii_case(env))
+    {
+        return is_secret(key);
+    }
+    let rest = name.strip_prefix("CRMFLOW_")?;
+    is_secret(&rest.to_ascii_lowercase().replace("__", "."))
+}
+
+/// Whether `name` is a secret's environment variable (read only by [`RawSecretEnv`], never
+/// parsed, so no parser message or panic can quote it).
+pub(super) fn is_secret_env(name: &str) -> bool {
+    secret_key_of_env(name).is_some()
+}
+
+/// Refuses environment values figment 0.10 would panic on: a quoted value holding a backslash
+/// escape after a non-ASCII character (`DB_HOST="é\n"`) — its unescaper slices the string at a
+/// character index as if it were a byte index. Secrets are exempt: they are never parsed.
+pub(super) fn check_env_values() -> Result<(), ConfigError> {
+    for (k, v) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (k.to_str(), v.to_str()) else {
+            continue;
+        };
+        let ours = super::ENV_ALIASES
+            .iter()
+            .any(|(env, _)| name.eq_ignore_ascii_case(env))
+            || (name.starts_with("CRMFLOW_") && name.contains("__"));
+        let t = value.trim();
+        if ours && !is_secret_env(name) && t.starts_with('"') && t.contains('\\') && !t.is_ascii() {
+            return Err(ConfigError::Invalid(format!(
+                "environment variable {name}: a quoted value with backslash escapes must be ASCII \
+                 (write the characters themselves, unquoted)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Deep-merges `from` into `into` (`from` wins).
+fn merge_into(into: &mut figment::value::Dict, from: figment::value::Dict) {
+    use figment::value::Value;
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Dict(_, a)), Value::Dict(_, b)) => merge_into(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Secrets from the environment exactly as given.
+///
+/// figment's `Env` reads every value like a TOML scalar, so `DB_PASSWORD=0123456789` became the
+/// integer 123456789: refused with "found unsigned int `123456789`, expected a string" — a
+/// secret in an error message — and a password of digits could not be configured at all. This
+/// layer, merged over `Env`, sets each secret's key to the variable's raw text.
+pub(super) struct RawSecretEnv;
+
+impl figment::Provider for RawSecretEnv {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        // Aliases first, then CRMFLOW_ names, so the latter win as they do in `Env`.
+        let mut vars: Vec<(bool, &'static str, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let name = k.to_str()?;
+                let key = secret_key_of_env(name)?;
+                Some((name.starts_with("CRMFLOW_"), key, v.into_string().ok()?))
+            })
+            .collect();
+        vars.sort_by_key(|(generic, _, _)| *generic);
+        for (_, key, value) in vars {
+            let nested = figment::util::nest(key, figment::value::Value::from(value));
+            if let Some(d) = nested.into_dict() {
+                merge_into(&mut dict, d);
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)]
 mod tests {

@@ -193,6 +193,7 @@ pub async fn serve(cfg: &Config, shutdown: CancellationToken) -> Result<Running>
             topic: topics.raw(record::CRM, &o.entity),
         })
         .collect();
+    let shared_timeout = Duration::from_millis(ing.request_timeout_ms.max(1));
     let shared = Arc::new(Shared {
         hubspot,
         objects,
@@ -221,13 +222,13 @@ pub async fn serve(cfg: &Config, shutdown: CancellationToken) -> Result<Running>
         .route(&path, post(webhook))
         .layer(DefaultBodyLimit::max(ing.max_body_bytes))
         .with_state(shared);
+    // Past the handler's own deadline (503, HubSpot retries) only a client still sending its
+    // body is left; it gets 408 after as long again.
+    let limits = crmflow_httpd::Limits::default()
+        .with_request_timeout(shared_timeout.saturating_mul(2))
+        .with_max_body_bytes(ing.max_body_bytes);
     let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(%error, "webhook ingress stopped");
-        }
+        crmflow_httpd::serve(listener, app, limits, shutdown.cancelled_owned()).await;
     });
     Ok(Running { addr, url, task })
 }

@@ -62,9 +62,9 @@ pub async fn serve(cfg: Arc<Config>) -> Result<Option<std::net::SocketAddr>> {
         .route("/readyz", get(readyz))
         .with_state(probe);
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "metrics endpoint stopped");
-        }
+        let limits = crmflow_httpd::Limits::default();
+        crmflow_httpd::serve(listener, app, limits, std::future::pending()).await;
+        tracing::error!("metrics endpoint stopped");
     });
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     Ok(Some(addr))

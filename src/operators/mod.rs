@@ -13,6 +13,8 @@ pub mod bullhorn;
 pub mod email;
 pub mod hubspot;
 pub mod phone;
+#[cfg(test)]
+mod proptests;
 pub mod text;
 pub mod validate;
 

@@ -69,7 +69,7 @@ pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
 }
 
 /// Every event on `crm.raw.hubspot.<entity>`, from the beginning to the current end.
-async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
+pub(crate) async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
     let topic = Topics::new(&cfg.kafka).raw("hubspot", entity);
     let consumer: StreamConsumer = kafka::client_config(&cfg.kafka)
         .set(
@@ -382,7 +382,7 @@ async fn more_than_10000_changes_in_one_window_skip_nothing() {
 }
 
 /// Signs `body` for `url` at `ts` with the simulator's key.
-fn signed(sim: &SimHandle, url: &str, body: &str, ts: i64) -> (String, String) {
+pub(crate) fn signed(sim: &SimHandle, url: &str, body: &str, ts: i64) -> (String, String) {
     let ts = ts.to_string();
     let sig = sign_v3(
         sim.config().webhook_key().as_bytes(),

@@ -10,6 +10,7 @@ mod e2e;
 mod embed;
 mod fixtures;
 mod foundation;
+mod hostile;
 mod hubspot;
 mod ingest;
 mod lineage;

@@ -8,6 +8,8 @@
 //!   in-process by tests on port 0.
 
 pub mod client;
+#[cfg(test)]
+mod proptests;
 pub mod wire;
 
 #[cfg(feature = "sim")]

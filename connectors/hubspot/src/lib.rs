@@ -23,6 +23,8 @@
 //!   `crmflow sim hubspot`; it also delivers signed webhooks.
 
 pub mod client;
+#[cfg(test)]
+mod proptests;
 pub mod signature;
 pub mod wire;
 

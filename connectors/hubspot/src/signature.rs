@@ -117,9 +117,10 @@ pub fn decode_uri_for_signature(uri: &str) -> String {
     let mut out = String::with_capacity(uri.len());
     let mut rest = uri;
     'outer: while !rest.is_empty() {
-        if rest.starts_with('%') && rest.len() >= 3 {
+        // `get`, not `[..3]`: the two bytes after a `%` may start a multi-byte character.
+        if let Some(head) = rest.get(..3).filter(|h| h.starts_with('%')) {
             for (enc, c) in MAP {
-                if rest[..3].eq_ignore_ascii_case(enc) {
+                if head.eq_ignore_ascii_case(enc) {
                     out.push(c);
                     rest = &rest[3..];
                     continue 'outer;

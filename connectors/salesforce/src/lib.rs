@@ -13,6 +13,8 @@
 
 pub mod client;
 pub mod ids;
+#[cfg(test)]
+mod proptests;
 pub mod proto;
 pub mod pubsub;
 pub mod tls;

@@ -136,7 +136,13 @@ struct Parser<'a> {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     end: usize,
+    /// Groups and negations open around the current token (see [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// Deepest nesting of groups and negations accepted: each level is a recursive call, so a clause
+/// of 100,000 `(` overflowed the stack and took the process down.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parses a `where` clause for entity `def`.
 pub fn parse(def: &EntityDef, where_: &str) -> Result<Expr, ApiError> {
@@ -148,6 +154,7 @@ pub fn parse(def: &EntityDef, where_: &str) -> Result<Expr, ApiError> {
         toks: tokenize(where_)?,
         pos: 0,
         end: where_.chars().count(),
+        depth: 0,
     };
     let e = p.or_expr()?;
     if p.pos < p.toks.len() {
@@ -208,6 +215,19 @@ impl Parser<'_> {
     }
 
     fn not_expr(&mut self) -> Result<Expr, ApiError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(err(
+                self.at(),
+                format!("groups and negations nest deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.depth += 1;
+        let r = self.not_expr_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn not_expr_inner(&mut self) -> Result<Expr, ApiError> {
         if self.eat_keyword("NOT") {
             return Ok(Expr::Not(Box::new(self.not_expr()?)));
         }

@@ -179,7 +179,13 @@ struct Parser<'a> {
     end: usize,
     /// Field applied to a bare value: the field of the previous clause (so `id:1 2 3` is an id list).
     last_field: String,
+    /// Groups and negations open around the current token (see [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// Deepest nesting of groups and negations accepted: each level is a recursive call, so a query
+/// of 100,000 `(` overflowed the stack and took the process down.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parses a Lucene `query` for entity `def`.
 pub fn parse(def: &EntityDef, query: &str) -> Result<Expr, ApiError> {
@@ -193,6 +199,7 @@ pub fn parse(def: &EntityDef, query: &str) -> Result<Expr, ApiError> {
         pos: 0,
         end: query.chars().count(),
         last_field: default_field(def).to_string(),
+        depth: 0,
     };
     let e = p.or_expr()?;
     if let Some((at, t)) = p.toks.get(p.pos) {
@@ -283,7 +290,28 @@ impl Parser<'_> {
         Ok(and(items))
     }
 
+    /// Runs `f` one nesting level deeper, refusing past [`MAX_DEPTH`].
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(err(
+                self.at(),
+                format!("groups and negations nest deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn unary(&mut self) -> Result<Expr, ApiError> {
+        self.nested(Self::unary_inner)
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, ApiError> {
         match self.peek() {
             Some(Tok::Not) => {
                 self.pos += 1;
@@ -305,7 +333,7 @@ impl Parser<'_> {
         self.pos += 1;
         match tok {
             Tok::LParen => {
-                let e = self.or_expr()?;
+                let e = self.nested(Self::or_expr)?;
                 self.expect_rparen(at)?;
                 Ok(e)
             }
@@ -319,7 +347,7 @@ impl Parser<'_> {
                     Some((_, Tok::LParen)) => {
                         // field:(a OR b): values inside the group default to this field.
                         self.pos += 1;
-                        let e = self.or_expr()?;
+                        let e = self.nested(Self::or_expr)?;
                         self.expect_rparen(vat)?;
                         Ok(e)
                     }

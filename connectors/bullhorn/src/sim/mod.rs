@@ -30,6 +30,8 @@ mod fields;
 mod filter;
 mod jpql;
 mod lucene;
+#[cfg(test)]
+mod proptests;
 mod routes;
 mod schema;
 mod store;
@@ -282,12 +284,11 @@ impl Simulator {
         let (tx, rx) = oneshot::channel::<()>();
         let app = routes::router(shared.clone());
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let limits = crmflow_httpd::Limits::default();
+            crmflow_httpd::serve(listener, app, limits, async {
                 let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(%e, "bullhorn simulator stopped");
-            }
+            })
+            .await;
         });
         let changer = (shared.config.changes_per_sec > 0.0)
             .then(|| tokio::spawn(changes::run(shared.clone(), shared.config.changes_per_sec)));

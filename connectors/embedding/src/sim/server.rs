@@ -226,13 +226,15 @@ impl Simulator {
         });
         let app = router(state.clone());
         let mut stop = shutdown_rx;
+        let limits =
+            crmflow_httpd::Limits::default().with_max_body_bytes(state.args.max_payload_bytes);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // An error means the sender is gone, which is a shutdown too.
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .await
+            crmflow_httpd::serve(listener, app, limits, async move {
+                // An error means the sender is gone, which is a shutdown too.
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+            Ok(())
         });
         tracing::info!(%addr, dim = state.args.dim, model = %state.args.model, "ML simulator listening");
         Ok(SimHandle {

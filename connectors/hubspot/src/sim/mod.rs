@@ -276,12 +276,11 @@ impl Simulator {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = routes::router(shared.clone());
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+            let limits = crmflow_httpd::Limits::default();
+            crmflow_httpd::serve(listener, app, limits, async {
                 let _ = stop_rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(%e, "hubspot simulator stopped");
-            }
+            })
+            .await;
         });
         let dispatcher = tokio::spawn(webhooks::dispatch(shared.clone(), rx));
         let changer = (shared.config.changes_per_sec > 0.0)

@@ -23,6 +23,8 @@ mod control;
 mod data;
 mod events;
 mod faults;
+#[cfg(test)]
+mod proptests;
 mod pubsub;
 mod rest;
 mod schema;

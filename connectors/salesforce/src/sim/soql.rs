@@ -270,7 +270,13 @@ fn number_or_date(raw: &str) -> Result<Literal, SoqlError> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Groups and negations open around the current token (see [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// Deepest nesting of groups and `NOT`s accepted: each level is a recursive call, so a query of
+/// 100,000 `(` overflowed the stack and took the simulator down.
+pub const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
@@ -424,6 +430,18 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, SoqlError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(SoqlError::malformed(format!(
+                "conditions nest deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        self.depth += 1;
+        let r = self.unary_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn unary_inner(&mut self) -> Result<Expr, SoqlError> {
         if self.eat_kw("NOT") {
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
@@ -496,7 +514,12 @@ fn is_reserved(w: &str) -> bool {
 /// Parses a query (see the module documentation).
 pub fn parse(soql: &str) -> Result<Query, SoqlError> {
     let toks = lex(soql)?;
-    Parser { toks, pos: 0 }.query()
+    Parser {
+        toks,
+        pos: 0,
+        depth: 0,
+    }
+    .query()
 }
 
 #[cfg(test)]

@@ -4,9 +4,6 @@
 
 use std::sync::Arc;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -73,20 +70,33 @@ pub fn server_config(certs: &Certs) -> Result<Arc<rustls::ServerConfig>, rustls:
     Ok(Arc::new(cfg))
 }
 
-/// Accepts TLS connections and serves `app` on each until `stop` turns true.
+/// Accepts TLS connections and serves `app` on each until `stop` turns true, within
+/// [`crmflow_httpd::Limits`]: the TLS handshake and then each request head must arrive within the
+/// header read timeout, at most `max_connections` at once.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) {
+    let limits = crmflow_httpd::Limits::default();
+    let app = crmflow_httpd::bounded(app, &limits);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(%e, "salesforce simulator accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -95,30 +105,22 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+            let tls = match handshake.await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     tracing::debug!(%e, "TLS handshake failed");
                     return;
                 }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
             };
-            let service = TowerToHyperService::new(app);
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%e, "connection ended with an error");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn).await;
-                }
-            }
+            crmflow_httpd::serve_connection(tls, app, &limits, stop).await;
+            drop(permit);
         });
     }
 }
