@@ -51,7 +51,7 @@ async fn status_of(addr: SocketAddr, head: &[u8]) -> String {
 
 /// The abuse every listener gets; `path`/`method` name a route that takes a body.
 /// `slow_body`: also check the 408 of a body that stops half way (it waits for the listener's
-/// request timeout: 9 s at the ingress of these tests, 60 s elsewhere, where crates/httpd's own
+/// request timeout: 9 s at the ingress of these tests, 60 s elsewhere, where connectors/httpd's own
 /// tests check it).
 async fn abuse(addr: SocketAddr, method: &str, path: &str, slow_body: bool) {
     let before = rss_kib();
