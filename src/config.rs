@@ -48,7 +48,10 @@ pub use kafka::{
 };
 use postgres::url_layer;
 pub use postgres::{PostgresConfig, SslMode};
-pub use salesforce::{SalesforceAuth, SalesforceConfig, SALESFORCE_CONTACT_FIELDS};
+pub use salesforce::{
+    SalesforceAuth, SalesforceConfig, SalesforceMode, SalesforceNormalizeConfig,
+    SALESFORCE_CONTACT_FIELDS, SALESFORCE_POSITION_FIELDS,
+};
 use secrets::secret_from_file;
 pub use secrets::{read_secret_file, SECRET_KEYS};
 
@@ -388,6 +391,8 @@ pub struct NormalizeConfig {
     pub workers: usize,
     /// HubSpot's own value sets (rules `hubspot.*`).
     pub hubspot: HubspotNormalizeConfig,
+    /// Salesforce object roles and value sets (rules `salesforce.*`).
+    pub salesforce: SalesforceNormalizeConfig,
 }
 
 /// Validation values of HubSpot records (`[normalize.hubspot]`). An empty list disables its check.
@@ -480,6 +485,7 @@ impl Default for NormalizeConfig {
             max_text_chars: 65_536,
             workers: 0,
             hubspot: HubspotNormalizeConfig::default(),
+            salesforce: SalesforceNormalizeConfig::default(),
         }
     }
 }
