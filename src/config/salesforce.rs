@@ -82,6 +82,8 @@ pub struct SalesforceConfig {
     pub budget_share: f64,
     /// Per-request timeout, seconds.
     pub request_timeout_secs: u64,
+    /// While over budget (or after `REQUEST_LIMIT_EXCEEDED`), seconds between looks at the usage.
+    pub budget_recheck_secs: u64,
     /// `poll` (default) or `cdc`.
     pub mode: SalesforceMode,
     /// Pub/Sub API endpoint (CDC mode); default `https://api.pubsub.salesforce.com:7443`.
@@ -157,6 +159,7 @@ impl Default for SalesforceConfig {
             overlap_ms: 1_000,
             budget_share: 0.8,
             request_timeout_secs: 60,
+            budget_recheck_secs: 60,
             mode: SalesforceMode::Poll,
             pubsub_endpoint: None,
             channels: Default::default(),
