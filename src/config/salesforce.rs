@@ -200,3 +200,21 @@ impl Default for SalesforceNormalizeConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_follow_salesforce_naming_unless_configured() {
+        let mut c = SalesforceConfig::default();
+        assert_eq!(c.channel_of("Contact"), "/data/ContactChangeEvent");
+        assert_eq!(c.channel_of("Position__c"), "/data/Position__ChangeEvent");
+        c.channels
+            .insert("contact".into(), "/data/Crmflow__chn".into());
+        assert_eq!(c.channel_of("Contact"), "/data/Crmflow__chn");
+        assert_eq!(c.mode, SalesforceMode::Poll, "poll stays the default");
+        let parsed: SalesforceConfig = toml::from_str("mode = \"cdc\"").unwrap();
+        assert_eq!(parsed.mode, SalesforceMode::Cdc);
+    }
+}

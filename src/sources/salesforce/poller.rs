@@ -1,7 +1,8 @@
 //! The poller of one Salesforce object. A cycle reads, page after page, every record after the persisted
 //! cursor `(SystemModstamp, Id)` (moved back by `overlap_ms`; the emitter de-duplicates what was sent):
 //! `queryAll` with `WHERE (SystemModstamp > T) OR (SystemModstamp = T AND Id > 'I') ORDER BY SystemModstamp,
-//! Id LIMIT page_size`, so a run of equal timestamps longer than a page is paged through by id. Each page's
+//! Id LIMIT page_size`, so a run of equal timestamps longer than a page is paged through by id (the next
+//! page's query goes out while a full page is emitted). Each page's
 //! events are acknowledged by Kafka before the cursor moves past them. A record with `IsDeleted` is a
 //! DELETE at its `SystemModstamp` (a delete or the losing side of a merge); anything else an UPSERT.
 //!
@@ -239,10 +240,30 @@ impl ObjectPoller {
             }
         }
         let mut keyset = false;
+        let mut prefetched: Option<PageTask> = None;
         loop {
-            let soql = self.settings.soql(from.as_ref(), keyset);
-            let records = self.client.query_collect(&soql, true).await?;
+            let records = match prefetched.take() {
+                Some(mut task) => (&mut task.0).await.map_err(|e| {
+                    SourceError::Stuck(format!("salesforce page query task failed: {e}"))
+                })??,
+                None => {
+                    let soql = self.settings.soql(from.as_ref(), keyset);
+                    self.client.query_collect(&soql, true).await?
+                }
+            };
             let n = records.len();
+            // A full page: the next page's query goes out while this one is emitted and
+            // acknowledged (its key is this page's last record).
+            if n >= self.settings.page_size as usize {
+                if let Some(last) = records.last() {
+                    let (c, _) = meta(&object, last)?;
+                    let soql = self.settings.soql(Some(&c), true);
+                    let client = self.client.clone();
+                    prefetched = Some(PageTask(tokio::spawn(async move {
+                        client.query_collect(&soql, true).await
+                    })));
+                }
+            }
             let tp = TraceParent::current_or_new();
             let (deliveries, last) = emit_records(&self.emitter, &object, &records, &tp).await?;
             acked(deliveries).await?;
@@ -255,6 +276,19 @@ impl ObjectPoller {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A page query running ahead of the cycle; aborted when the cycle is dropped.
+struct PageTask(
+    tokio::task::JoinHandle<
+        Result<Vec<Map<String, Value>>, crmflow_salesforce::client::ClientError>,
+    >,
+);
+
+impl Drop for PageTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
