@@ -107,7 +107,7 @@ pub fn plan(events: &[ReceivedEvent]) -> Plan {
             } else if h.change_type == "DELETE" {
                 p.tombstones.push((id.clone(), h.commit_timestamp));
             } else if seen.insert(id.clone()) {
-                let deleted = h.change_type.ends_with("DELETE");
+                let deleted = h.change_type == "GAP_DELETE";
                 p.reread
                     .push((id.clone(), deleted.then_some(h.commit_timestamp)));
             }
