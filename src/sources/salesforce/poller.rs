@@ -304,13 +304,14 @@ pub(super) async fn emit_records(
     let mut last: Option<Cursor> = None;
     for r in records {
         let (cursor, op) = meta(object, r)?;
-        let raw = RawValue::from_string(Value::Object(r.clone()).to_string()).map_err(|e| {
-            SourceError::BadRecord {
+        // Serialized straight from the map (no clone of the record).
+        let raw = serde_json::to_string(r)
+            .and_then(RawValue::from_string)
+            .map_err(|e| SourceError::BadRecord {
                 entity: object.to_string(),
                 what: "JSON",
                 record: e.to_string(),
-            }
-        })?;
+            })?;
         if let Some(d) = emitter
             .emit(
                 Record {
