@@ -53,7 +53,10 @@ pub use kafka::{
 use postgres::url_layer;
 pub use postgres::{PostgresConfig, SslMode};
 pub use reconcile::ReconcileConfig;
-pub use salesforce::{SalesforceAuth, SalesforceConfig, SALESFORCE_CONTACT_FIELDS};
+pub use salesforce::{
+    SalesforceAuth, SalesforceConfig, SalesforceMode, SalesforceNormalizeConfig,
+    SALESFORCE_CONTACT_FIELDS, SALESFORCE_POSITION_FIELDS,
+};
 use secrets::secret_from_file;
 pub use secrets::{read_secret_file, SECRET_KEYS};
 
@@ -402,6 +405,8 @@ pub struct NormalizeConfig {
     /// [`Config::mapping`] when it starts.
     #[serde(skip)]
     pub mapping: std::sync::Arc<crate::operators::attributes::Mapping>,
+    /// Salesforce object roles and value sets (rules `salesforce.*`).
+    pub salesforce: SalesforceNormalizeConfig,
 }
 
 /// Validation values of HubSpot records (`[normalize.hubspot]`). An empty list disables its check.
@@ -495,6 +500,7 @@ impl Default for NormalizeConfig {
             workers: 0,
             hubspot: HubspotNormalizeConfig::default(),
             mapping: Default::default(),
+            salesforce: SalesforceNormalizeConfig::default(),
         }
     }
 }

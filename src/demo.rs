@@ -1,6 +1,7 @@
-//! `crmflow demo`: the whole pipeline on the local services, with the Bullhorn, HubSpot and ML
-//! simulators running in this process (HubSpot contacts and jobs land beside Bullhorn's
-//! candidates and job orders, `crm = 'hubspot'`).
+//! `crmflow demo`: the whole pipeline on the local services, with the Bullhorn, HubSpot,
+//! Salesforce and ML simulators running in this process (HubSpot contacts and jobs, Salesforce
+//! contacts and `Position__c` records land beside Bullhorn's candidates and job orders,
+//! `crm = 'hubspot'` / `'salesforce'`; the Salesforce part is [`salesforce`]).
 //!
 //! It checks that Kafka and PostgreSQL answer, starts both simulators on free loopback ports,
 //! points the configuration at them, gives the run its own namespace (topic prefix and schema
@@ -41,6 +42,16 @@ pub struct DemoArgs {
     /// Jobs (custom object) the HubSpot simulator generates.
     #[arg(long, default_value_t = 100)]
     pub hubspot_jobs: usize,
+    /// Contacts the Salesforce simulator generates (0 with --salesforce-positions 0: no Salesforce).
+    #[arg(long, default_value_t = 1_000)]
+    pub salesforce_contacts: usize,
+    /// `Position__c` records the Salesforce simulator generates.
+    #[arg(long, default_value_t = 100)]
+    pub salesforce_positions: usize,
+    /// How the demo reads Salesforce: `cdc` (snapshot, then change events over the Pub/Sub API) or
+    /// `poll`.
+    #[arg(long, default_value = "cdc", value_parser = ["cdc", "poll"])]
+    pub salesforce_mode: String,
     /// Keep the simulator changing records and the pipeline running until Ctrl-C (then print
     /// the summary), instead of stopping once everything is in Postgres.
     #[arg(long)]
@@ -176,6 +187,9 @@ pub struct Summary {
     /// The HubSpot simulator, when the demo ran one.
     #[serde(default)]
     pub hubspot: Option<HubspotTruth>,
+    /// The Salesforce simulator, when the demo ran one.
+    #[serde(default)]
+    pub salesforce: Option<salesforce::SalesforceTruth>,
     pub candidates: EntityCounts,
     pub positions: EntityCounts,
     /// Rows in `matches` for the model (both directions).
@@ -197,29 +211,39 @@ impl Summary {
         (c.rows + c.dead_lettered) as u64 == source.records && c.vectors + c.not_embedded == c.live
     }
 
-    /// Candidate records of both simulators: Bullhorn candidates and HubSpot contacts.
+    /// Candidate records of every simulator: Bullhorn candidates, HubSpot and Salesforce contacts.
     pub fn candidate_records(&self) -> SourceCounts {
         let h = self
             .hubspot
             .as_ref()
             .map(|h| h.contacts.clone())
             .unwrap_or_default();
+        let sf = self
+            .salesforce
+            .as_ref()
+            .map(|s| s.contacts.clone())
+            .unwrap_or_default();
         SourceCounts {
-            records: self.source.candidates.records + h.records,
-            deleted: self.source.candidates.deleted + h.deleted,
+            records: self.source.candidates.records + h.records + sf.records,
+            deleted: self.source.candidates.deleted + h.deleted + sf.deleted,
         }
     }
 
-    /// Position records of both simulators: Bullhorn job orders and HubSpot jobs.
+    /// Position records of every simulator: Bullhorn job orders, HubSpot jobs, Salesforce positions.
     pub fn position_records(&self) -> SourceCounts {
         let h = self
             .hubspot
             .as_ref()
             .map(|h| h.jobs.clone())
             .unwrap_or_default();
+        let sf = self
+            .salesforce
+            .as_ref()
+            .map(|s| s.positions.clone())
+            .unwrap_or_default();
         SourceCounts {
-            records: self.source.job_orders.records + h.records,
-            deleted: self.source.job_orders.deleted + h.deleted,
+            records: self.source.job_orders.records + h.records + sf.records,
+            deleted: self.source.job_orders.deleted + h.deleted + sf.deleted,
         }
     }
 
@@ -268,6 +292,9 @@ impl Summary {
                 n(h.jobs.deleted as i64),
                 n(h.requests as i64)
             );
+        }
+        if let Some(sf) = &self.salesforce {
+            let _ = writeln!(o, "{}", salesforce::render_line(sf));
         }
         let (cand, pos) = (self.candidate_records(), self.position_records());
         for (label, c, s) in [
@@ -525,6 +552,24 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
     } else {
         None
     };
+    let sf_mode = if args.salesforce_mode == "poll" {
+        crate::config::SalesforceMode::Poll
+    } else {
+        crate::config::SalesforceMode::Cdc
+    };
+    let sfdc = salesforce::start(
+        args.salesforce_contacts,
+        args.salesforce_positions,
+        if args.keep_running {
+            args.changes_per_sec
+        } else {
+            0.0
+        },
+    )
+    .await?;
+    if let Some(sim) = &sfdc {
+        salesforce::configure(&mut cfg, sim, sf_mode, args.keep_running)?;
+    }
     let creds = bullhorn.credentials();
     cfg.bullhorn.rest_url = bullhorn.rest_services_url();
     cfg.bullhorn.client_id = Some(creds.client_id);
@@ -581,6 +626,16 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
             h.base_url()
         );
     }
+    if let Some(sf) = &sfdc {
+        println!(
+            "  Salesforce simulator {} (HTTPS + Pub/Sub; {} contacts, {} positions, {} mode; state: {}/sim/stats)",
+            sf.base_url(),
+            thousands(args.salesforce_contacts as i64),
+            thousands(args.salesforce_positions as i64),
+            args.salesforce_mode,
+            sf.base_url()
+        );
+    }
     if let Some(note) = &listen_note {
         println!("  {note}");
     }
@@ -631,6 +686,9 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
         if let Some(h) = hubspot {
             h.shutdown().await;
         }
+        if let Some(sf) = sfdc {
+            sf.shutdown().await;
+        }
         let _ = ml.shutdown().await;
         return Err(e);
     }
@@ -645,13 +703,23 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> Result<Summary> {
         }
         None => None,
     };
+    let salesforce_truth = match sfdc {
+        Some(sf) => {
+            let t = salesforce::truth(&sf, sf_mode)?;
+            sf.shutdown().await;
+            Some(t)
+        }
+        None => None,
+    };
     let _ = ml.shutdown().await;
 
     let caught_up = !args.keep_running && !was_interrupted;
-    let summary = tokio::select! {
+    let mut summary = tokio::select! {
         s = read_summary(&cfg, truth, hubspot_truth, elapsed, caught_up, started_ms) => s?,
         _ = tokio::signal::ctrl_c() => return Err(Error::Other("interrupted while reading the summary".into())),
     };
+    summary.salesforce = salesforce_truth;
+    summary.complete = summary.is_complete();
     print!("{}", summary.render());
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Other(e.to_string()))?;
@@ -746,8 +814,8 @@ fn hubspot_truth(sim: &crmflow_hubspot::sim::SimHandle) -> Result<HubspotTruth> 
 fn entity_of_topic(topic: &str) -> Option<&'static str> {
     let last = topic.rsplit('.').next()?;
     match last {
-        "candidate" | "contact" => Some("candidate"),
-        "joborder" | "position" | "job" | "deal" => Some("position"),
+        "candidate" | "contact" | "Contact" => Some("candidate"),
+        "joborder" | "position" | "job" | "deal" | "Position__c" => Some("position"),
         _ => None,
     }
 }
@@ -941,6 +1009,7 @@ pub async fn read_summary(
         caught_up,
         source,
         hubspot,
+        salesforce: None,
         records_per_second: ((candidates.rows + positions.rows) as f64 / secs).round(),
         candidates,
         positions,
@@ -953,6 +1022,8 @@ pub async fn read_summary(
     summary.complete = summary.is_complete();
     Ok(summary)
 }
+
+pub mod salesforce;
 
 #[cfg(test)]
 mod tests;

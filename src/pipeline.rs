@@ -18,13 +18,15 @@ pub fn topic_specs(cfg: &Config) -> Vec<TopicSpec> {
             compacted: false,
         })
         .collect();
-    if cfg.salesforce.enabled {
-        specs.extend(cfg.salesforce.objects.iter().map(|o| TopicSpec {
-            name: t.raw("salesforce", o),
-            partitions: p,
-            compacted: false,
-        }));
-    }
+    specs.extend(
+        salesforce_raw_topics(cfg)
+            .into_iter()
+            .map(|name| TopicSpec {
+                name,
+                partitions: p,
+                compacted: false,
+            }),
+    );
     specs.extend(hubspot_raw_topics(cfg).into_iter().map(|name| TopicSpec {
         name,
         partitions: p,
@@ -56,6 +58,7 @@ pub fn input_topics(cfg: &Config, stage: StageName) -> Vec<String> {
             .iter()
             .map(|e| t.raw("bullhorn", e))
             .chain(hubspot_raw_topics(cfg))
+            .chain(salesforce_raw_topics(cfg))
             .collect(),
         StageName::Sink | StageName::Embed => {
             vec![t.canonical("candidate"), t.canonical("position")]
@@ -71,5 +74,18 @@ pub fn hubspot_raw_topics(cfg: &Config) -> Vec<String> {
         .iter()
         .flat_map(|h| h.objects.iter())
         .map(|o| t.raw("hubspot", &o.entity))
+        .collect()
+}
+
+/// `crm.raw.salesforce.<Object>` of every configured Salesforce object (none when Salesforce is off).
+pub fn salesforce_raw_topics(cfg: &Config) -> Vec<String> {
+    let t = Topics::new(&cfg.kafka);
+    if !cfg.salesforce.enabled {
+        return Vec::new();
+    }
+    cfg.salesforce
+        .objects
+        .iter()
+        .map(|o| t.raw("salesforce", o))
         .collect()
 }

@@ -1,5 +1,7 @@
 //! `[salesforce]`: the Salesforce org and how its source reads it (poll mode: SOQL by
-//! `(SystemModstamp, Id)` over `queryAll`).
+//! `(SystemModstamp, Id)` over `queryAll`; CDC mode: change events over the Pub/Sub API after a
+//! snapshot by poll), and `[normalize.salesforce]`: which objects are candidates and positions and
+//! the value sets their rules check.
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,18 @@ pub enum SalesforceAuth {
     JwtBearer,
     /// A session id obtained elsewhere (`access_token` with `instance_url`); it cannot be renewed.
     AccessToken,
+}
+
+/// How the Salesforce source follows changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SalesforceMode {
+    /// SOQL polling by `(SystemModstamp, Id)` every `poll_interval_secs` (the default).
+    #[default]
+    Poll,
+    /// Change Data Capture: subscribe to each object's change channel over the Pub/Sub API, snapshot
+    /// by poll, then follow the events (cursor: the last replay id Kafka acknowledged).
+    Cdc,
 }
 
 /// Salesforce org and source behaviour (poll mode: SOQL by `(SystemModstamp, Id)` over `queryAll`).
@@ -68,12 +82,51 @@ pub struct SalesforceConfig {
     pub budget_share: f64,
     /// Per-request timeout, seconds.
     pub request_timeout_secs: u64,
+    /// While over budget (or after `REQUEST_LIMIT_EXCEEDED`), seconds between looks at the usage.
+    pub budget_recheck_secs: u64,
+    /// `poll` (default) or `cdc`.
+    pub mode: SalesforceMode,
+    /// Pub/Sub API endpoint (CDC mode); default `https://api.pubsub.salesforce.com:7443`.
+    pub pubsub_endpoint: Option<String>,
+    /// Change channel per object (CDC mode), when not the standard one (`/data/ContactChangeEvent`,
+    /// `/data/Position__ChangeEvent` for `Position__c`), e.g. a custom channel `/data/Crm__chn`.
+    pub channels: std::collections::BTreeMap<String, String>,
+    /// Events asked for per Pub/Sub `FetchRequest` (CDC mode; Salesforce caps it at 100).
+    pub pubsub_batch_size: i32,
+    /// Most events handled as one batch (CDC mode): their record re-reads share requests and the
+    /// replay id is stored once per batch, after Kafka acknowledged all of it.
+    pub cdc_batch_events: usize,
+    /// Longest wait for more events before a partial batch is handled, milliseconds (CDC mode).
+    pub cdc_batch_wait_ms: u64,
 }
 
 /// Default `Contact` fields: everything a canonical candidate is built from.
 pub const SALESFORCE_CONTACT_FIELDS: &str = "Id,FirstName,LastName,Name,Email,Phone,MobilePhone,\
 Title,Department,MailingCity,MailingState,MailingPostalCode,MailingCountry,Description,LeadSource,\
 OwnerId,MasterRecordId,CreatedDate,LastModifiedDate,SystemModstamp,IsDeleted";
+
+/// Default `Position__c` fields (the custom position object of the README's set-up).
+pub const SALESFORCE_POSITION_FIELDS: &str = "Id,Name,Description__c,Skills__c,Status__c,City__c,\
+State__c,Country__c,Salary_Min__c,Salary_Max__c,Open_Date__c,Remote__c,OwnerId,CreatedDate,\
+LastModifiedDate,SystemModstamp,IsDeleted";
+
+impl SalesforceConfig {
+    /// The Pub/Sub change channel of `object`: the configured one, else `/data/<Object>ChangeEvent`
+    /// (custom objects `X__c`: `/data/X__ChangeEvent`).
+    pub fn channel_of(&self, object: &str) -> String {
+        if let Some((_, c)) = self
+            .channels
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(object))
+        {
+            return c.clone();
+        }
+        match object.strip_suffix("__c") {
+            Some(base) => format!("/data/{base}__ChangeEvent"),
+            None => format!("/data/{object}ChangeEvent"),
+        }
+    }
+}
 
 impl Default for SalesforceConfig {
     fn default() -> Self {
@@ -93,12 +146,75 @@ impl Default for SalesforceConfig {
             api_version: "62.0".into(),
             ca_file: None,
             objects: vec!["Contact".into()],
-            fields: [("Contact".to_string(), SALESFORCE_CONTACT_FIELDS.to_string())].into(),
+            fields: [
+                ("Contact".to_string(), SALESFORCE_CONTACT_FIELDS.to_string()),
+                (
+                    "Position__c".to_string(),
+                    SALESFORCE_POSITION_FIELDS.to_string(),
+                ),
+            ]
+            .into(),
             page_size: 2000,
             poll_interval_secs: 30,
             overlap_ms: 1_000,
             budget_share: 0.8,
             request_timeout_secs: 60,
+            budget_recheck_secs: 60,
+            mode: SalesforceMode::Poll,
+            pubsub_endpoint: None,
+            channels: Default::default(),
+            pubsub_batch_size: 100,
+            cdc_batch_events: 2_000,
+            cdc_batch_wait_ms: 50,
         }
+    }
+}
+
+/// `[normalize.salesforce]`: which Salesforce objects become candidates and positions (the field
+/// names each transform reads are in `operators::salesforce`), and the value sets of the
+/// `salesforce.*` rules. An empty value list disables its check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SalesforceNormalizeConfig {
+    /// Objects read as candidates (raw entity names, ASCII case-insensitive).
+    pub candidate_objects: Vec<String>,
+    /// Objects read as positions.
+    pub position_objects: Vec<String>,
+    /// Allowed `Candidate_Status__c` values (rule `salesforce.candidate.status.allowed`).
+    pub candidate_statuses: Vec<String>,
+    /// Allowed `Status__c` values of positions (rule `salesforce.position.status.allowed`).
+    pub position_statuses: Vec<String>,
+}
+
+impl Default for SalesforceNormalizeConfig {
+    fn default() -> Self {
+        Self {
+            candidate_objects: vec!["Contact".into()],
+            position_objects: vec!["Position__c".into()],
+            candidate_statuses: ["Active", "Passive", "Placed", "Do Not Contact"]
+                .map(String::from)
+                .to_vec(),
+            position_statuses: ["Open", "On Hold", "Filled", "Closed"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_follow_salesforce_naming_unless_configured() {
+        let mut c = SalesforceConfig::default();
+        assert_eq!(c.channel_of("Contact"), "/data/ContactChangeEvent");
+        assert_eq!(c.channel_of("Position__c"), "/data/Position__ChangeEvent");
+        c.channels
+            .insert("contact".into(), "/data/Crmflow__chn".into());
+        assert_eq!(c.channel_of("Contact"), "/data/Crmflow__chn");
+        assert_eq!(c.mode, SalesforceMode::Poll, "poll stays the default");
+        let parsed: SalesforceConfig = toml::from_str("mode = \"cdc\"").unwrap();
+        assert_eq!(parsed.mode, SalesforceMode::Cdc);
     }
 }

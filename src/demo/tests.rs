@@ -113,6 +113,7 @@ fn top_matches_show_occupation_and_skills_beside_the_name() {
         caught_up: true,
         source: SourceTruth::default(),
         hubspot: None,
+        salesforce: None,
         candidates: EntityCounts::default(),
         positions: EntityCounts::default(),
         matches: 3,

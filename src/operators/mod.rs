@@ -1,7 +1,7 @@
 //! The normalize stage's operators: pure, synchronous functions from one decoded [`ChangeEvent`] to one
 //! canonical record or one [`Reject`].
 //!
-//! [`normalize`] dispatches on `(crm, entity)` to a CRM transform ([`bullhorn`], [`hubspot`]), which parses the
+//! [`normalize`] dispatches on `(crm, entity)` to a CRM transform ([`bullhorn`], [`hubspot`], [`salesforce`]), which parses the
 //! record JSON and maps it field by field with the cleanup helpers ([`text`], [`email`], [`phone`]);
 //! then [`validate`] checks the canonical record against the named rules of [`validate::RULES`].
 //! Deletes become tombstones and skip validation. Nothing here does I/O, reads a clock or keeps
@@ -15,6 +15,7 @@ pub mod hubspot;
 pub mod phone;
 #[cfg(test)]
 mod proptests;
+pub mod salesforce;
 pub mod text;
 pub mod validate;
 
@@ -167,6 +168,21 @@ fn transform_and_validate(
             validate::validate_position_as(&p, cfg, now_ms, validate::Profile::Hubspot)?;
             Ok(Canonical::Position(p))
         }
+        ("salesforce", entity) => match salesforce::role(entity, &cfg.salesforce) {
+            Some(salesforce::Role::Candidate) => {
+                let c = salesforce::candidate(&ev.record, &key, lineage, &cfg.default_country)?;
+                validate::validate_candidate_as(&c, cfg, validate::Profile::Salesforce)?;
+                Ok(Canonical::Candidate(c))
+            }
+            Some(salesforce::Role::Position) => {
+                let p = salesforce::position(&ev.record, &key, lineage)?;
+                validate::validate_position_as(&p, cfg, now_ms, validate::Profile::Salesforce)?;
+                Ok(Canonical::Position(p))
+            }
+            None => Err(Rule::EntityUnknown.reject(format!(
+                "salesforce object `{entity}` is in neither normalize.salesforce.candidate_objects nor position_objects"
+            ))),
+        },
         (crm, entity) => {
             Err(Rule::EntityUnknown
                 .reject(format!("no transform for crm `{crm}` entity `{entity}`")))
@@ -482,6 +498,181 @@ mod tests {
                 (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn salesforce_dispatch_and_rules_table() {
+        // (case, entity, op, fields, expected canonical entity or rule)
+        type Case<'a> = (&'a str, &'a str, Op, &'a str, Result<&'a str, &'a str>);
+        let cases: &[Case] = &[
+            (
+                "contact",
+                "Contact",
+                Op::Upsert,
+                r#""FirstName":"Ada","LastName":"Lovelace","Email":"ada@x.io""#,
+                Ok("candidate"),
+            ),
+            (
+                "contact, last name only",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":"Lovelace""#,
+                Ok("candidate"),
+            ),
+            (
+                "contact without a name",
+                "Contact",
+                Op::Upsert,
+                r#""Email":"ada@x.io""#,
+                Err("candidate.name.required"),
+            ),
+            (
+                "contact bad email",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":"L","Email":"ada at x dot com""#,
+                Err("candidate.email.format"),
+            ),
+            (
+                "contact odd phone is kept",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":"L","Phone":"call me maybe""#,
+                Ok("candidate"),
+            ),
+            (
+                "contact status",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":"L","Candidate_Status__c":"Do Not Contact""#,
+                Ok("candidate"),
+            ),
+            (
+                "contact unknown status",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":"L","Candidate_Status__c":"Hired""#,
+                Err("salesforce.candidate.status.allowed"),
+            ),
+            (
+                "contact name of wrong type",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":{"x":1}"#,
+                Err("record.shape"),
+            ),
+            (
+                "contact bad created date",
+                "Contact",
+                Op::Upsert,
+                r#""LastName":"L","CreatedDate":"soon""#,
+                Err("record.shape"),
+            ),
+            (
+                "position",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"Engineer","Status__c":"On Hold""#,
+                Ok("position"),
+            ),
+            (
+                "position object case",
+                "position__C",
+                Op::Upsert,
+                r#""Name":"Engineer""#,
+                Ok("position"),
+            ),
+            (
+                "position without name",
+                "Position__c",
+                Op::Upsert,
+                r#""Status__c":"Open""#,
+                Err("position.title.required"),
+            ),
+            (
+                "position unknown status",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"E","Status__c":"Accepting Candidates""#,
+                Err("salesforce.position.status.allowed"),
+            ),
+            (
+                "position salary range",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"E","Salary_Min__c":90000,"Salary_Max__c":80000"#,
+                Err("salesforce.position.salary.range"),
+            ),
+            (
+                "position negative salary",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"E","Salary_Min__c":-1"#,
+                Err("position.salary.non_negative"),
+            ),
+            (
+                "position salary as text",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"E","Salary_Min__c":"lots""#,
+                Err("record.shape"),
+            ),
+            (
+                "position remote not a boolean",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"E","Remote__c":"yes""#,
+                Err("record.shape"),
+            ),
+            (
+                "position start too late",
+                "Position__c",
+                Op::Upsert,
+                r#""Name":"E","Open_Date__c":"2099-01-01""#,
+                Err("position.start_date.range"),
+            ),
+            (
+                "deleted contact",
+                "Contact",
+                Op::Delete,
+                r#""IsDeleted":true"#,
+                Ok("candidate"),
+            ),
+            (
+                "deleted position of bad shape",
+                "Position__c",
+                Op::Delete,
+                r#""Salary_Min__c":"x","Name":[1]"#,
+                Ok("position"),
+            ),
+            (
+                "object without a role",
+                "Account",
+                Op::Upsert,
+                r#""Name":"Acme""#,
+                Err("entity.unknown"),
+            ),
+        ];
+        for (name, entity, op, fields, want) in cases {
+            let mut ev = event(entity, *op, &format!(r#"{{"Id":"42",{fields}}}"#));
+            ev.crm = "salesforce".into();
+            let got = run(&ev);
+            match (got, want) {
+                (Ok(c), Ok(e)) => {
+                    assert_eq!(c.entity(), *e, "case {name}");
+                    assert_eq!(c.key(), "salesforce:42", "case {name}");
+                    assert_eq!(c.is_tombstone(), *op == Op::Delete, "case {name}");
+                }
+                (Err(r), Err(rule)) => assert_eq!(r.rule, *rule, "case {name}: {r}"),
+                (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
+            }
+        }
+        // Broken JSON: a decode reject for a change, a tombstone for a delete.
+        let mut ev = event("Contact", Op::Upsert, "{\"Id\":");
+        ev.crm = "salesforce".into();
+        assert_eq!(run(&ev).unwrap_err().rule, "record.json");
+        ev.op = Op::Delete;
+        assert!(run(&ev).unwrap().is_tombstone());
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!   sets (`normalize.hubspot.lead_statuses`, `normalize.hubspot.position_statuses`) under rule names
 //!   of their own, so `crmflow dlq list --rule hubspot.candidate.lead_status.allowed` finds them.
 //!
+//! - Salesforce ([`Profile::Salesforce`]) keeps the default identity rule and checks statuses
+//!   against the org's picklists (`normalize.salesforce.candidate_statuses`,
+//!   `normalize.salesforce.position_statuses`) under `salesforce.*` rule names.
+//!
 //! Tombstones are never validated: a delete must always reach the sink.
 
 use crate::config::NormalizeConfig;
@@ -58,6 +62,9 @@ pub enum Rule {
     HubspotCandidateLeadStatusAllowed,
     HubspotPositionStatusAllowed,
     HubspotPositionSalaryRange,
+    SalesforceCandidateStatusAllowed,
+    SalesforcePositionStatusAllowed,
+    SalesforcePositionSalaryRange,
 }
 
 /// One row of [`RULES`].
@@ -96,6 +103,9 @@ pub const RULES: &[RuleSpec] = &[
     RuleSpec { rule: Rule::HubspotCandidateLeadStatusAllowed, name: "hubspot.candidate.lead_status.allowed", class: Validation, checks: "a present hs_lead_status is in normalize.hubspot.lead_statuses (ASCII case-insensitive)" },
     RuleSpec { rule: Rule::HubspotPositionStatusAllowed, name: "hubspot.position.status.allowed", class: Validation, checks: "a present job status or deal stage is in normalize.hubspot.position_statuses (ASCII case-insensitive)" },
     RuleSpec { rule: Rule::HubspotPositionSalaryRange, name: "hubspot.position.salary.range", class: Validation, checks: "a job's salary_min is not above its salary_max" },
+    RuleSpec { rule: Rule::SalesforceCandidateStatusAllowed, name: "salesforce.candidate.status.allowed", class: Validation, checks: "a present Candidate_Status__c is in normalize.salesforce.candidate_statuses (ASCII case-insensitive)" },
+    RuleSpec { rule: Rule::SalesforcePositionStatusAllowed, name: "salesforce.position.status.allowed", class: Validation, checks: "a present position Status__c is in normalize.salesforce.position_statuses (ASCII case-insensitive)" },
+    RuleSpec { rule: Rule::SalesforcePositionSalaryRange, name: "salesforce.position.salary.range", class: Validation, checks: "a position's Salary_Min__c is not above its Salary_Max__c" },
 ];
 
 impl Rule {
@@ -130,6 +140,9 @@ pub enum Profile {
     /// HubSpot: identity is a name *or* an email; statuses are HubSpot's lead statuses, job
     /// statuses and deal stages.
     Hubspot,
+    /// Salesforce: the default identity rule (a Contact always has a `LastName`); statuses are the
+    /// org's picklists (`normalize.salesforce.*_statuses`).
+    Salesforce,
 }
 
 /// Checks a candidate; the first failing rule wins. Tombstones always pass.
@@ -161,6 +174,11 @@ pub fn validate_candidate_as(
                     .reject("none of firstname, lastname and email is present"))
             }
             Profile::Hubspot => {}
+            Profile::Salesforce => {
+                return Err(
+                    Rule::CandidateNameRequired.reject("neither FirstName nor LastName is present")
+                )
+            }
         }
     }
     for (field, v) in [("firstName", &c.first_name), ("lastName", &c.last_name)] {
@@ -183,6 +201,11 @@ pub fn validate_candidate_as(
             c.status.as_deref(),
             &cfg.hubspot.lead_statuses,
             Rule::HubspotCandidateLeadStatusAllowed,
+        )?,
+        Profile::Salesforce => check_status(
+            c.status.as_deref(),
+            &cfg.salesforce.candidate_statuses,
+            Rule::SalesforceCandidateStatusAllowed,
         )?,
     }
     if let Some(n) = over_limit(c.summary.as_deref(), cfg.max_text_chars) {
@@ -242,6 +265,11 @@ pub fn validate_position_as(
             p.status.as_deref(),
             &cfg.hubspot.position_statuses,
             Rule::HubspotPositionStatusAllowed,
+        )?,
+        Profile::Salesforce => check_status(
+            p.status.as_deref(),
+            &cfg.salesforce.position_statuses,
+            Rule::SalesforcePositionStatusAllowed,
         )?,
     }
     if let Some(n) = over_limit(p.description.as_deref(), cfg.max_text_chars) {

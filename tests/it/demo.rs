@@ -41,6 +41,10 @@ async fn demo_runs_to_completion_and_its_summary_matches_postgres() {
                 &CANDIDATES.to_string(),
                 "--job-orders",
                 &JOB_ORDERS.to_string(),
+                "--salesforce-contacts",
+                "300",
+                "--salesforce-positions",
+                "40",
                 "--summary-json",
             ])
             .arg(&json_path)
@@ -157,9 +161,22 @@ async fn demo_runs_to_completion_and_its_summary_matches_postgres() {
         .clone()
         .expect("the demo runs HubSpot beside Bullhorn");
     assert!(hs.contacts.records > 0 && hs.jobs.records > 0, "{hs:?}");
+    let sf = s
+        .salesforce
+        .clone()
+        .expect("the demo runs Salesforce beside Bullhorn and HubSpot");
+    assert_eq!(
+        (sf.contacts.records, sf.positions.records, sf.mode.as_str()),
+        (300, 40, "cdc"),
+        "{sf:?}"
+    );
     assert_eq!(
         s.candidate_records().records,
-        s.source.candidates.records + hs.contacts.records
+        s.source.candidates.records + hs.contacts.records + sf.contacts.records
+    );
+    assert_eq!(
+        s.position_records().records,
+        s.source.job_orders.records + hs.jobs.records + sf.positions.records
     );
     assert_eq!(
         (c.rows + c.dead_lettered) as u64,
@@ -180,6 +197,13 @@ async fn demo_runs_to_completion_and_its_summary_matches_postgres() {
         p.rows_by_crm
     );
     assert!(out.contains("HubSpot (simulator)"), "{out}");
+    assert!(out.contains("Salesforce (simulator)"), "{out}");
+    assert!(
+        c.rows_by_crm["salesforce"] > 0 && p.rows_by_crm["salesforce"] > 0,
+        "{:?} {:?}",
+        c.rows_by_crm,
+        p.rows_by_crm
+    );
     assert_eq!(c.vectors + c.not_embedded, c.live);
     assert_eq!(p.vectors + p.not_embedded, p.live);
     assert_eq!(

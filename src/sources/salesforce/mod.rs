@@ -5,6 +5,7 @@
 //! have been lost: it says so and resyncs that object from the beginning. Cursors live in `source_cursors`
 //! under source `salesforce`, keyed by object name. The client is `crmflow_salesforce::client`.
 
+pub mod cdc;
 pub mod poller;
 
 use std::time::Duration;
@@ -16,7 +17,8 @@ use tracing::info;
 
 use super::cursors::{Phase, PhaseState};
 use super::{Source, SourceError, SourceIo, SourceKind};
-use crate::config::{Config, ConfigError, SalesforceAuth, SalesforceConfig};
+use crate::config::{Config, ConfigError, SalesforceAuth, SalesforceConfig, SalesforceMode};
+use crmflow_salesforce::pubsub::{Credentials, PubSubClient, PubSubConfig, DEFAULT_ENDPOINT};
 
 /// `source` column of this source's cursors, and the `crm` of its events.
 pub const SOURCE: &str = "salesforce";
@@ -97,6 +99,7 @@ pub fn client_config(cfg: &SalesforceConfig) -> Result<ClientConfig, SourceError
     cc.query_batch_size = Some(cfg.page_size.clamp(200, 2000));
     cc.budget_share = cfg.budget_share;
     cc.request_timeout = Duration::from_secs(cfg.request_timeout_secs.max(1));
+    cc.budget_recheck = Duration::from_secs(cfg.budget_recheck_secs.max(1));
     if let Some(ca) = &cfg.ca_file {
         cc = cc
             .with_ca_file(ca)
@@ -171,7 +174,32 @@ pub async fn run_with(
     read(&cfg.salesforce, io).await
 }
 
+/// The Pub/Sub client of a configuration, authenticated with `client`'s session.
+pub async fn pubsub_client(
+    cfg: &SalesforceConfig,
+    client: &SalesforceClient,
+) -> Result<PubSubClient, SourceError> {
+    let endpoint = cfg.pubsub_endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+    let url =
+        url::Url::parse(endpoint).map_err(|e| bad(format!("salesforce.pubsub_endpoint: {e}")))?;
+    let mut pc = PubSubConfig::new(url);
+    pc.batch_size = cfg.pubsub_batch_size.clamp(1, 100);
+    if let Some(ca) = &cfg.ca_file {
+        pc.ca_pem = Some(std::fs::read(ca).map_err(|e| bad(format!("salesforce.ca_file: {e}")))?);
+    }
+    let session = client.session().await?;
+    let creds =
+        Credentials::from_session(&session).map_err(|e| SourceError::client(SOURCE, false, e))?;
+    PubSubClient::connect(&pc, creds).await.map_err(|e| {
+        let retriable = e.is_retriable();
+        SourceError::client(SOURCE, retriable, e)
+    })
+}
+
 async fn read(cfg: &SalesforceConfig, io: SourceIo) -> Result<(), SourceError> {
+    if cfg.mode == SalesforceMode::Cdc {
+        return read_cdc(cfg, io).await;
+    }
     let client = std::sync::Arc::new(SalesforceClient::new(client_config(cfg)?)?);
     for object in &cfg.objects {
         io.cursors()
@@ -208,5 +236,44 @@ async fn read(cfg: &SalesforceConfig, io: SourceIo) -> Result<(), SourceError> {
     }
     io.flush();
     info!(budget = ?client.budget(), "salesforce source stopped");
+    first_error.map_or(Ok(()), Err)
+}
+
+/// CDC mode: one [`cdc::CdcReader`] per object over one Pub/Sub channel.
+async fn read_cdc(cfg: &SalesforceConfig, io: SourceIo) -> Result<(), SourceError> {
+    let client = std::sync::Arc::new(SalesforceClient::new(client_config(cfg)?)?);
+    let pubsub = pubsub_client(cfg, &client).await?;
+    let stop = io.shutdown.child_token();
+    let tasks = cfg.objects.iter().map(|object| {
+        let poller = poller::ObjectPoller::new(
+            client.clone(),
+            poller::PollSettings::new(cfg, object),
+            io.emitter(object, "poll"),
+            io.cursors().clone(),
+            io.clone(),
+        );
+        let settings = cdc::CdcSettings {
+            object: object.clone(),
+            channel: cfg.channel_of(object),
+            fields: fields_of(cfg, object),
+            batch_events: cfg.cdc_batch_events.max(1),
+            batch_wait: Duration::from_millis(cfg.cdc_batch_wait_ms),
+        };
+        let reader =
+            cdc::CdcReader::new(client.clone(), pubsub.clone(), poller, settings, io.clone());
+        tokio::spawn(reader.run(stop.clone(), io.until_caught_up))
+    });
+    let mut first_error = None;
+    for joined in futures::future::join_all(tasks).await {
+        let r = joined
+            .map_err(|e| SourceError::Stuck(format!("salesforce CDC task failed: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            stop.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    io.flush();
+    info!(budget = ?client.budget(), "salesforce source (CDC) stopped");
     first_error.map_or(Ok(()), Err)
 }

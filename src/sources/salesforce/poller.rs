@@ -1,7 +1,8 @@
 //! The poller of one Salesforce object. A cycle reads, page after page, every record after the persisted
 //! cursor `(SystemModstamp, Id)` (moved back by `overlap_ms`; the emitter de-duplicates what was sent):
 //! `queryAll` with `WHERE (SystemModstamp > T) OR (SystemModstamp = T AND Id > 'I') ORDER BY SystemModstamp,
-//! Id LIMIT page_size`, so a run of equal timestamps longer than a page is paged through by id. Each page's
+//! Id LIMIT page_size`, so a run of equal timestamps longer than a page is paged through by id (the next
+//! page's query goes out while a full page is emitted). Each page's
 //! events are acknowledged by Kafka before the cursor moves past them. A record with `IsDeleted` is a
 //! DELETE at its `SystemModstamp` (a delete or the losing side of a merge); anything else an UPSERT.
 //!
@@ -137,25 +138,50 @@ impl ObjectPoller {
         shutdown: CancellationToken,
         until_caught_up: bool,
     ) -> Result<(), SourceError> {
+        self.load().await?;
+        loop {
+            if !self.catch_up(&shutdown).await? {
+                return Ok(());
+            }
+            if until_caught_up {
+                info!(object = %self.settings.object, cursor = ?self.persisted, "salesforce poller caught up");
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.interval) => {}
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    /// Loads the stored cursor (the start of the next cycle).
+    pub async fn load(&mut self) -> Result<(), SourceError> {
+        self.persisted = self.cursors.load(&self.settings.object).await?;
+        info!(object = %self.settings.object, cursor = ?self.persisted, "salesforce poller starting");
+        Ok(())
+    }
+
+    /// Whether a cursor is stored (an object never read has none).
+    pub fn has_cursor(&self) -> bool {
+        self.persisted.is_some()
+    }
+
+    /// Runs one complete cycle from the saved cursor — everything modified since is read and
+    /// acknowledged — retrying failed attempts after a backoff. `false` when `shutdown` came first.
+    pub async fn catch_up(&mut self, shutdown: &CancellationToken) -> Result<bool, SourceError> {
         let object = self.settings.object.clone();
-        self.persisted = self.cursors.load(&object).await?;
-        info!(%object, cursor = ?self.persisted, "salesforce poller starting");
         let mut failures = 0u32;
         loop {
             let before = self.persisted.clone();
             let started = chrono::Utc::now().timestamp_millis();
             let done = tokio::select! {
                 r = self.cycle() => r,
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(false),
             };
             match done {
                 Ok(()) => {
-                    failures = 0;
                     self.io.synced(&object, started);
-                    if until_caught_up {
-                        info!(%object, cursor = ?self.persisted, "salesforce poller caught up");
-                        return Ok(());
-                    }
+                    return Ok(true);
                 }
                 Err(error) if error.is_retriable() && failures < MAX_FAILED_CYCLES => {
                     failures = if self.persisted > before {
@@ -169,14 +195,10 @@ impl ObjectPoller {
                     crate::observe::retry("ingest", "crm", &error);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
-                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = shutdown.cancelled() => return Ok(false),
                     }
                 }
                 Err(error) => return Err(error),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.interval) => {}
-                _ = shutdown.cancelled() => return Ok(()),
             }
         }
     }
@@ -218,41 +240,32 @@ impl ObjectPoller {
             }
         }
         let mut keyset = false;
+        let mut prefetched: Option<PageTask> = None;
         loop {
-            let soql = self.settings.soql(from.as_ref(), keyset);
-            let records = self.client.query_collect(&soql, true).await?;
-            let n = records.len();
-            let tp = TraceParent::current_or_new();
-            let mut deliveries = Vec::with_capacity(n);
-            let mut last: Option<Cursor> = None;
-            for r in &records {
-                let (cursor, op) = meta(&object, r)?;
-                let raw =
-                    RawValue::from_string(Value::Object(r.clone()).to_string()).map_err(|e| {
-                        SourceError::BadRecord {
-                            entity: object.clone(),
-                            what: "JSON",
-                            record: e.to_string(),
-                        }
-                    })?;
-                if let Some(d) = self
-                    .emitter
-                    .emit(
-                        Record {
-                            id: &cursor.id,
-                            version: cursor.modstamp_ms,
-                            op,
-                            raw: &raw,
-                        },
-                        Vec::new(),
-                        &tp,
-                    )
-                    .await?
-                {
-                    deliveries.push(d);
+            let records = match prefetched.take() {
+                Some(mut task) => (&mut task.0).await.map_err(|e| {
+                    SourceError::Stuck(format!("salesforce page query task failed: {e}"))
+                })??,
+                None => {
+                    let soql = self.settings.soql(from.as_ref(), keyset);
+                    self.client.query_collect(&soql, true).await?
                 }
-                last = Some(cursor);
+            };
+            let n = records.len();
+            // A full page: the next page's query goes out while this one is emitted and
+            // acknowledged (its key is this page's last record).
+            if n >= self.settings.page_size as usize {
+                if let Some(last) = records.last() {
+                    let (c, _) = meta(&object, last)?;
+                    let soql = self.settings.soql(Some(&c), true);
+                    let client = self.client.clone();
+                    prefetched = Some(PageTask(tokio::spawn(async move {
+                        client.query_collect(&soql, true).await
+                    })));
+                }
             }
+            let tp = TraceParent::current_or_new();
+            let (deliveries, last) = emit_records(&self.emitter, &object, &records, &tp).await?;
             acked(deliveries).await?;
             if let Some(c) = last {
                 self.save(c.clone()).await?;
@@ -266,8 +279,61 @@ impl ObjectPoller {
     }
 }
 
+/// A page query running ahead of the cycle; aborted when the cycle is dropped.
+struct PageTask(
+    tokio::task::JoinHandle<
+        Result<Vec<Map<String, Value>>, crmflow_salesforce::client::ClientError>,
+    >,
+);
+
+impl Drop for PageTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Emits each record (REST JSON) as one version: `SystemModstamp` is the version, `IsDeleted` a
+/// delete. Returns the deliveries to await and the cursor of the last record.
+pub(super) async fn emit_records(
+    emitter: &Emitter,
+    object: &str,
+    records: &[Map<String, Value>],
+    tp: &TraceParent,
+) -> Result<(Vec<crate::kafka::Delivery>, Option<Cursor>), SourceError> {
+    let mut deliveries = Vec::with_capacity(records.len());
+    let mut last: Option<Cursor> = None;
+    for r in records {
+        let (cursor, op) = meta(object, r)?;
+        // Serialized straight from the map (no clone of the record).
+        let raw = serde_json::to_string(r)
+            .and_then(RawValue::from_string)
+            .map_err(|e| SourceError::BadRecord {
+                entity: object.to_string(),
+                what: "JSON",
+                record: e.to_string(),
+            })?;
+        if let Some(d) = emitter
+            .emit(
+                Record {
+                    id: &cursor.id,
+                    version: cursor.modstamp_ms,
+                    op,
+                    raw: &raw,
+                },
+                Vec::new(),
+                tp,
+            )
+            .await?
+        {
+            deliveries.push(d);
+        }
+        last = Some(cursor);
+    }
+    Ok((deliveries, last))
+}
+
 /// The cursor key and operation of a record.
-fn meta(object: &str, r: &Map<String, Value>) -> Result<(Cursor, Op), SourceError> {
+pub(super) fn meta(object: &str, r: &Map<String, Value>) -> Result<(Cursor, Op), SourceError> {
     let bad = |what: &'static str| SourceError::BadRecord {
         entity: object.to_string(),
         what,
