@@ -80,6 +80,9 @@ fn kafka_code_is_transient(code: rdkafka::types::RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +103,3 @@ mod tests {
         assert!(!Error::Other("x".into()).is_retriable());
     }
 }
-
-/// Result alias.
-pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -170,12 +170,12 @@ fn transform_and_validate(
         }
         ("salesforce", entity) => match salesforce::role(entity, &cfg.salesforce) {
             Some(salesforce::Role::Candidate) => {
-                let c = salesforce::candidate(&ev.record, &key, lineage, &cfg.default_country)?;
+                let c = salesforce::candidate(&ev.record, key, lineage, &cfg.default_country)?;
                 validate::validate_candidate_as(&c, cfg, validate::Profile::Salesforce)?;
                 Ok(Canonical::Candidate(c))
             }
             Some(salesforce::Role::Position) => {
-                let p = salesforce::position(&ev.record, &key, lineage)?;
+                let p = salesforce::position(&ev.record, key, lineage)?;
                 validate::validate_position_as(&p, cfg, now_ms, validate::Profile::Salesforce)?;
                 Ok(Canonical::Position(p))
             }
