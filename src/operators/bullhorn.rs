@@ -25,7 +25,7 @@ use crate::model::{Address, Candidate, Lineage, Position};
 
 use super::email::normalize_email;
 use super::phone::normalize_phone;
-use super::text::{clean_opt, clean_text, html_to_text};
+use super::text::{clean_opt, clean_text, long_text};
 use super::validate::Rule;
 use super::Reject;
 
@@ -138,12 +138,6 @@ fn parse<'a, T: Deserialize<'a> + Default>(
             _ => Rule::RecordJson.reject(e.to_string()),
         }),
     }
-}
-
-/// HTML or plain text → cleaned text; empty → `None`.
-fn long_text(s: Option<&str>) -> Option<String> {
-    let t = html_to_text(s?);
-    (!t.is_empty()).then_some(t)
 }
 
 fn map_person(p: Option<&BhPerson<'_>>) -> (Option<String>, Option<String>) {

@@ -47,7 +47,7 @@ use crate::model::{Address, Candidate, Lineage, Position};
 use super::bullhorn::RecordKey;
 use super::email::normalize_email;
 use super::phone::normalize_phone;
-use super::text::{clean_opt, clean_text, html_to_text};
+use super::text::{clean_opt, clean_text, long_text, skill_list as skills};
 use super::validate::Rule;
 use super::Reject;
 
@@ -201,25 +201,6 @@ fn parse<'a, T: Deserialize<'a> + Default>(
             _ => Rule::RecordJson.reject(e.to_string()),
         }),
     }
-}
-
-/// HTML or plain text → cleaned text; empty → `None`.
-fn long_text(s: Option<&str>) -> Option<String> {
-    let t = html_to_text(s?);
-    (!t.is_empty()).then_some(t)
-}
-
-/// A multi-select (`a;b;c`) or free-text (`a, b`) skill list, cleaned, first spelling wins.
-fn skills(list: Option<&str>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for part in list.unwrap_or_default().split([';', ',', '\n']) {
-        let s = clean_text(part);
-        if s.is_empty() || out.iter().any(|o| o.to_lowercase() == s.to_lowercase()) {
-            continue;
-        }
-        out.push(s);
-    }
-    out
 }
 
 fn shape(lenient: bool, property: &str, value: &str, what: &str) -> Result<(), Reject> {

@@ -34,7 +34,7 @@ use super::bullhorn::RecordKey;
 use super::email::normalize_email;
 use super::hubspot::country_code;
 use super::phone::normalize_phone;
-use super::text::{clean_opt, clean_text, html_to_text};
+use super::text::{clean_opt, long_text, skill_list as skills};
 use super::validate::Rule;
 use super::Reject;
 
@@ -239,25 +239,6 @@ pub fn parse_date(t: &str) -> Option<i64> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc().timestamp_millis())
-}
-
-/// HTML or plain text → cleaned text; empty → `None`.
-fn long_text(s: Option<&str>) -> Option<String> {
-    let t = html_to_text(s?);
-    (!t.is_empty()).then_some(t)
-}
-
-/// A multi-select picklist (`a;b`) or free text (`a, b`), cleaned, first spelling wins.
-fn skills(list: Option<&str>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for part in list.unwrap_or_default().split([';', ',', '\n']) {
-        let s = clean_text(part);
-        if s.is_empty() || out.iter().any(|o| o.to_lowercase() == s.to_lowercase()) {
-            continue;
-        }
-        out.push(s);
-    }
-    out
 }
 
 fn map_address(

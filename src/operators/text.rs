@@ -53,6 +53,26 @@ pub fn clean_opt(s: Option<&str>) -> Option<String> {
 const LINE: char = '\u{2028}';
 const PARA: char = '\u{2029}';
 
+/// HTML or plain text → cleaned text; empty → `None` (long CRM text: summaries, descriptions).
+pub fn long_text(s: Option<&str>) -> Option<String> {
+    let t = html_to_text(s?);
+    (!t.is_empty()).then_some(t)
+}
+
+/// A multi-select picklist (`a;b;c`) or free-text (`a, b`) list, each item cleaned, empty items
+/// dropped, the first spelling of a case-insensitive duplicate kept.
+pub fn skill_list(list: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in list.unwrap_or_default().split([';', ',', '\n']) {
+        let s = clean_text(part);
+        if s.is_empty() || out.iter().any(|o| o.to_lowercase() == s.to_lowercase()) {
+            continue;
+        }
+        out.push(s);
+    }
+    out
+}
+
 /// Multi-line cleanup for descriptions and resumes, HTML or plain text.
 ///
 /// HTML (detected by the presence of at least one tag) is reduced to text: tags are removed, entities
