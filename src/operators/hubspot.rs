@@ -288,7 +288,8 @@ fn split_location(v: Option<&str>) -> (Option<&str>, Option<&str>) {
     }
 }
 
-fn map_address(
+/// Address parts as CRMs with flat address fields send them (HubSpot, Salesforce); all empty → `None`.
+pub(super) fn map_address(
     line1: Option<&str>,
     city: Option<&str>,
     state: Option<&str>,

@@ -28,11 +28,11 @@
 use serde_json::{Map, Value};
 
 use crate::config::SalesforceNormalizeConfig;
-use crate::model::{Address, Candidate, Lineage, Position};
+use crate::model::{Candidate, Lineage, Position};
 
 use super::bullhorn::RecordKey;
 use super::email::normalize_email;
-use super::hubspot::country_code;
+use super::hubspot::map_address;
 use super::phone::normalize_phone;
 use super::text::{clean_opt, long_text, skill_list as skills};
 use super::validate::Rule;
@@ -239,24 +239,6 @@ pub fn parse_date(t: &str) -> Option<i64> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc().timestamp_millis())
-}
-
-fn map_address(
-    line1: Option<&str>,
-    city: Option<&str>,
-    state: Option<&str>,
-    zip: Option<&str>,
-    country: Option<&str>,
-) -> Option<Address> {
-    let out = Address {
-        line1: clean_opt(line1),
-        line2: None,
-        city: clean_opt(city),
-        state: clean_opt(state),
-        zip: clean_opt(zip),
-        country_code: country.and_then(country_code),
-    };
-    (out != Address::default()).then_some(out)
 }
 
 #[cfg(test)]
