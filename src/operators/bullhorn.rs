@@ -553,28 +553,26 @@ impl<'de> Deserialize<'de> for Flag {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{self, Fixture};
     use super::*;
 
+    const FX: Fixture = Fixture {
+        crm: "bullhorn",
+        crm_id: "4711",
+        source_version: 1_718_000_000_000,
+        event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        raw_topic: "crm.raw.bullhorn.candidate",
+        raw_partition: 2,
+        raw_offset: 1234,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+    };
+
     fn key(deleted: bool) -> RecordKey<'static> {
-        RecordKey {
-            crm: "bullhorn",
-            crm_id: "4711",
-            source_version: 1_718_000_000_000,
-            deleted,
-        }
+        FX.key(deleted)
     }
 
     fn lineage() -> Lineage {
-        Lineage {
-            crm: "bullhorn".into(),
-            crm_id: "4711".into(),
-            source_version: 1_718_000_000_000,
-            event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
-            raw_topic: "crm.raw.bullhorn.candidate".into(),
-            raw_partition: 2,
-            raw_offset: 1234,
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
-        }
+        FX.lineage()
     }
 
     /// A candidate as Bullhorn's search returns it, with the quirks we handle: status as an array,
@@ -609,10 +607,6 @@ mod tests {
     fn candidate_fixture_maps_every_field() {
         let c = candidate(CANDIDATE, &key(false), lineage(), "US").unwrap();
         let want = Candidate {
-            crm: "bullhorn".into(),
-            crm_id: "4711".into(),
-            source_version: 1_718_000_000_000,
-            deleted: false,
             first_name: Some("Jos\u{e9}".into()),
             last_name: Some("Garc\u{ed}a".into()),
             email: Some("jose.garcia@example.com".into()),
@@ -644,8 +638,7 @@ mod tests {
             owner_id: Some("12".into()),
             owner_name: Some("Iam Recruiter".into()),
             date_added: Some(1_282_253_171_220),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.candidate()
         };
         assert_eq!(c, want);
     }
@@ -677,10 +670,6 @@ mod tests {
     fn job_order_fixture_maps_every_field() {
         let p = position(JOB_ORDER, &key(false), lineage()).unwrap();
         let want = Position {
-            crm: "bullhorn".into(),
-            crm_id: "4711".into(),
-            source_version: 1_718_000_000_000,
-            deleted: false,
             title: Some("Senior Rust Engineer (URGENT!!)".into()),
             description: Some(
                 "Senior Rust Engineer \u{2013} Blue Harbor & Co\n\nOur client is hiring.\u{a0}Apply today!\n\nRequirements\n\n5 years of Rust\nKafka"
@@ -708,8 +697,7 @@ mod tests {
             owner_id: Some("3".into()),
             owner_name: Some("Ann Owner".into()),
             date_added: Some(1_704_067_200_000),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.position()
         };
         assert_eq!(p, want);
     }
@@ -717,8 +705,7 @@ mod tests {
     #[test]
     fn field_quirks_table() {
         // (case, JobOrder JSON, check)
-        type Check = fn(&Position) -> bool;
-        let cases: &[(&str, &str, Check)] = &[
+        let cases: &[testkit::MapCase<Position>] = &[
             ("isOpen false", r#"{"isOpen":false}"#, |p| {
                 p.is_open == Some(false)
             }),
@@ -795,11 +782,7 @@ mod tests {
                 |p| p.description.is_none(),
             ),
         ];
-        for (name, json, check) in cases {
-            let p = position(json, &key(false), lineage())
-                .unwrap_or_else(|r| panic!("case {name}: {r}"));
-            assert!(check(&p), "case {name}: {p:?}");
-        }
+        testkit::assert_maps(cases, |json| position(json, &key(false), lineage()));
     }
 
     #[test]
@@ -814,11 +797,10 @@ mod tests {
             ("title object", r#"{"title":{"en":"x"}}"#),
             ("skills not to-many", r#"{"skills":"Rust"}"#),
         ];
-        for (name, json) in cases {
-            let r = position(json, &key(false), lineage())
-                .map(|_| ())
-                .unwrap_err();
-            assert_eq!(r.rule, "record.shape", "case {name}: {r}");
+        let rejects = testkit::assert_rejects(cases, "record.shape", |json| {
+            position(json, &key(false), lineage())
+        });
+        for ((name, _), r) in cases.iter().zip(&rejects) {
             assert_eq!(r.class, super::super::RejectClass::Transform, "case {name}");
         }
     }

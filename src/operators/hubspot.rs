@@ -512,28 +512,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for Prop<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{self, Fixture};
     use super::*;
 
+    const FX: Fixture = Fixture {
+        crm: "hubspot",
+        crm_id: "101",
+        source_version: 1_706_781_600_000,
+        event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        raw_topic: "crm.raw.hubspot.contact",
+        raw_partition: 1,
+        raw_offset: 7,
+        trace_id: None,
+    };
+
     fn key(deleted: bool) -> RecordKey<'static> {
-        RecordKey {
-            crm: "hubspot",
-            crm_id: "101",
-            source_version: 1_706_781_600_000,
-            deleted,
-        }
+        FX.key(deleted)
     }
 
     fn lineage() -> Lineage {
-        Lineage {
-            crm: "hubspot".into(),
-            crm_id: "101".into(),
-            source_version: 1_706_781_600_000,
-            event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
-            raw_topic: "crm.raw.hubspot.contact".into(),
-            raw_partition: 1,
-            raw_offset: 7,
-            trace_id: None,
-        }
+        FX.lineage()
+    }
+
+    /// An object of these properties (a JSON object), as the API returns it.
+    fn object(props: &str) -> String {
+        format!(r#"{{"id":"1","properties":{props}}}"#)
     }
 
     /// A contact as `GET /crm/v3/objects/contacts/{id}` returns it: every value a string or null.
@@ -572,10 +575,6 @@ mod tests {
     fn contact_fixture_maps_every_field() {
         let c = candidate(CONTACT, &key(false), lineage(), "GB").unwrap();
         let want = Candidate {
-            crm: "hubspot".into(),
-            crm_id: "101".into(),
-            source_version: 1_706_781_600_000,
-            deleted: false,
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
             email: Some("ada.lovelace@example.com".into()),
@@ -597,10 +596,8 @@ mod tests {
             summary: Some("Data engineer \u{2013} 10 years.".into()),
             date_available: Some(1_740_787_200_000),
             owner_id: Some("31".into()),
-            owner_name: None,
             date_added: Some(1_704_899_002_123),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.candidate()
         };
         assert_eq!(c, want);
     }
@@ -638,10 +635,6 @@ mod tests {
     fn job_fixture_maps_every_field() {
         let p = job(JOB, &key(false), lineage()).unwrap();
         let want = Position {
-            crm: "hubspot".into(),
-            crm_id: "101".into(),
-            source_version: 1_706_781_600_000,
-            deleted: false,
             title: Some("Senior Rust Engineer".into()),
             description: Some("Build pipelines\n\nKafka".into()),
             status: Some("OPEN".into()),
@@ -664,10 +657,8 @@ mod tests {
             client_corporation_id: Some("77".into()),
             client_corporation_name: Some("Blue Harbor & Co".into()),
             owner_id: Some("5".into()),
-            owner_name: None,
             date_added: Some(1_704_067_200_000),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.position()
         };
         assert_eq!(p, want);
     }
@@ -689,8 +680,8 @@ mod tests {
 
     #[test]
     fn property_quirks_table() {
-        type Check = fn(&Position) -> bool;
-        let cases: &[(&str, &str, Check)] = &[
+        // (case, properties, check)
+        let cases: &[testkit::MapCase<Position>] = &[
             ("null values", r#"{"job_title":null,"salary":null}"#, |p| {
                 p.title.is_none() && p.salary.is_none()
             }),
@@ -747,12 +738,7 @@ mod tests {
                 |p| p.title.as_deref() == Some("A \"quoted\" title"),
             ),
         ];
-        for (name, props, check) in cases {
-            let rec = format!(r#"{{"id":"1","properties":{props}}}"#);
-            let p =
-                job(&rec, &key(false), lineage()).unwrap_or_else(|r| panic!("case {name}: {r}"));
-            assert!(check(&p), "case {name}: {p:?}");
-        }
+        testkit::assert_maps(cases, |props| job(&object(props), &key(false), lineage()));
     }
 
     #[test]
@@ -774,18 +760,22 @@ mod tests {
                 "hs_createdate",
             ),
         ];
-        for (name, props, property) in cases {
-            let rec = format!(r#"{{"id":"1","properties":{props}}}"#);
-            let r = job(&rec, &key(false), lineage()).map(|_| ()).unwrap_err();
-            assert_eq!(r.rule, "record.shape", "case {name}: {r}");
+        let inputs: Vec<(&str, &str)> = cases.iter().map(|(n, p, _)| (*n, *p)).collect();
+        let rejects = testkit::assert_rejects(&inputs, "record.shape", |props| {
+            job(&object(props), &key(false), lineage())
+        });
+        for ((name, _, property), r) in cases.iter().zip(&rejects) {
             assert!(r.reason.contains(property), "case {name}: {r}");
         }
         // Not a string or null: an object or an array value.
-        for props in [r#"{"job_title":{"en":"x"}}"#, r#"{"skills":["a","b"]}"#] {
-            let rec = format!(r#"{{"id":"1","properties":{props}}}"#);
-            let r = job(&rec, &key(false), lineage()).map(|_| ()).unwrap_err();
-            assert_eq!(r.rule, "record.shape", "{props}: {r}");
-        }
+        testkit::assert_rejects(
+            &[
+                ("object value", r#"{"job_title":{"en":"x"}}"#),
+                ("array value", r#"{"skills":["a","b"]}"#),
+            ],
+            "record.shape",
+            |props| job(&object(props), &key(false), lineage()),
+        );
         let r = candidate("[1]", &key(false), lineage(), "US").unwrap_err();
         assert_eq!(r.rule, "record.shape");
         let r = candidate("{\"properties\":", &key(false), lineage(), "US").unwrap_err();

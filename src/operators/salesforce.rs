@@ -243,28 +243,26 @@ pub fn parse_date(t: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::Fixture;
     use super::*;
 
+    const FX: Fixture = Fixture {
+        crm: "salesforce",
+        crm_id: "0035g00000AbCdEAAV",
+        source_version: 1_704_067_200_000,
+        event_id: "e",
+        raw_topic: "crm.raw.salesforce.Contact",
+        raw_partition: 0,
+        raw_offset: 0,
+        trace_id: None,
+    };
+
     fn key(deleted: bool) -> RecordKey<'static> {
-        RecordKey {
-            crm: "salesforce",
-            crm_id: "0035g00000AbCdEAAV",
-            source_version: 1_704_067_200_000,
-            deleted,
-        }
+        FX.key(deleted)
     }
 
     fn lineage() -> Lineage {
-        Lineage {
-            crm: "salesforce".into(),
-            crm_id: "0035g00000AbCdEAAV".into(),
-            source_version: 1_704_067_200_000,
-            event_id: "e".into(),
-            raw_topic: "crm.raw.salesforce.Contact".into(),
-            raw_partition: 0,
-            raw_offset: 0,
-            trace_id: None,
-        }
+        FX.lineage()
     }
 
     const CONTACT: &str = r#"{"attributes":{"type":"Contact","url":"/services/data/v62.0/sobjects/Contact/0035g00000AbCdEAAV"},
