@@ -15,16 +15,16 @@
 //!
 //! [`ChangeEvent`]: crate::model::ChangeEvent
 
-use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::model::{Address, Candidate, Lineage, Position};
 
 use super::email::normalize_email;
 use super::phone::normalize_phone;
+use super::scalar::ScalarText;
 use super::text::{clean_opt, clean_text, long_text};
 use super::validate::Rule;
 use super::Reject;
@@ -348,59 +348,7 @@ struct Named<'a> {
 
 /// Bullhorn's `Strings`: a string, an array of strings (the first counts), a number or boolean
 /// (ids are numbers; kept as their text), or null. Borrowed from the input unless it had escapes.
-#[derive(Default)]
-struct Text<'a>(Option<Cow<'a, str>>);
-
-impl Text<'_> {
-    fn get(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("text, an array of text, a number or null")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let first = seq.next_element::<Text<'de>>()?.unwrap_or_default();
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(first)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+type Text<'a> = ScalarText<'a, true>;
 
 /// A decimal: a JSON number or a numeric string (`"35.0000"`); empty string or null is absent.
 #[derive(Default)]
@@ -557,23 +505,16 @@ mod tests {
     use super::*;
 
     const FX: Fixture = Fixture {
-        crm: "bullhorn",
-        crm_id: "4711",
-        source_version: 1_718_000_000_000,
-        event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
-        raw_topic: "crm.raw.bullhorn.candidate",
         raw_partition: 2,
         raw_offset: 1234,
         trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        ..Fixture::new(
+            "bullhorn",
+            "4711",
+            1_718_000_000_000,
+            "crm.raw.bullhorn.candidate",
+        )
     };
-
-    fn key(deleted: bool) -> RecordKey<'static> {
-        FX.key(deleted)
-    }
-
-    fn lineage() -> Lineage {
-        FX.lineage()
-    }
 
     /// A candidate as Bullhorn's search returns it, with the quirks we handle: status as an array,
     /// padded and invisible characters, upper-case email, to-many skills overlapping the skill set,
@@ -605,7 +546,7 @@ mod tests {
 
     #[test]
     fn candidate_fixture_maps_every_field() {
-        let c = candidate(CANDIDATE, &key(false), lineage(), "US").unwrap();
+        let c = candidate(CANDIDATE, &FX.key(false), FX.lineage(), "US").unwrap();
         let want = Candidate {
             first_name: Some("Jos\u{e9}".into()),
             last_name: Some("Garc\u{ed}a".into()),
@@ -668,7 +609,7 @@ mod tests {
 
     #[test]
     fn job_order_fixture_maps_every_field() {
-        let p = position(JOB_ORDER, &key(false), lineage()).unwrap();
+        let p = position(JOB_ORDER, &FX.key(false), FX.lineage()).unwrap();
         let want = Position {
             title: Some("Senior Rust Engineer (URGENT!!)".into()),
             description: Some(
@@ -782,7 +723,7 @@ mod tests {
                 |p| p.description.is_none(),
             ),
         ];
-        testkit::assert_maps(cases, |json| position(json, &key(false), lineage()));
+        testkit::assert_maps(cases, |json| position(json, &FX.key(false), FX.lineage()));
     }
 
     #[test]
@@ -798,7 +739,7 @@ mod tests {
             ("skills not to-many", r#"{"skills":"Rust"}"#),
         ];
         let rejects = testkit::assert_rejects(cases, "record.shape", |json| {
-            position(json, &key(false), lineage())
+            position(json, &FX.key(false), FX.lineage())
         });
         for ((name, _), r) in cases.iter().zip(&rejects) {
             assert_eq!(r.class, super::super::RejectClass::Transform, "case {name}");
@@ -846,21 +787,21 @@ mod tests {
             ),
         ];
         for (name, json, default, want) in cases {
-            let c = candidate(json, &key(false), lineage(), default).unwrap();
+            let c = candidate(json, &FX.key(false), FX.lineage(), default).unwrap();
             assert_eq!(c.phone.as_deref(), *want, "case {name}");
         }
     }
 
     #[test]
     fn delete_with_broken_record_is_a_bare_tombstone() {
-        let c = candidate("{not json", &key(true), lineage(), "US").unwrap();
+        let c = candidate("{not json", &FX.key(true), FX.lineage(), "US").unwrap();
         assert!(c.deleted);
         assert_eq!(
             (c.crm_id.as_str(), c.source_version),
             ("4711", 1_718_000_000_000)
         );
         assert_eq!(c.first_name, None);
-        let p = position(r#"{"salary":"x"}"#, &key(true), lineage()).unwrap();
+        let p = position(r#"{"salary":"x"}"#, &FX.key(true), FX.lineage()).unwrap();
         assert!(p.deleted && p.salary.is_none());
     }
 }

@@ -16,6 +16,7 @@ pub mod phone;
 #[cfg(test)]
 mod proptests;
 pub mod salesforce;
+mod scalar;
 #[cfg(test)]
 mod testkit;
 pub mod text;

@@ -28,6 +28,25 @@ pub struct Fixture {
 }
 
 impl Fixture {
+    /// A record of `crm` read from `raw_topic` (partition 0, offset 0, untraced).
+    pub const fn new(
+        crm: &'static str,
+        crm_id: &'static str,
+        source_version: i64,
+        raw_topic: &'static str,
+    ) -> Self {
+        Fixture {
+            crm,
+            crm_id,
+            source_version,
+            event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            raw_topic,
+            raw_partition: 0,
+            raw_offset: 0,
+            trace_id: None,
+        }
+    }
+
     /// The key a transform receives; `deleted`: the event is a delete.
     pub fn key(&self, deleted: bool) -> RecordKey<'static> {
         RecordKey {

@@ -307,16 +307,7 @@ mod tests {
     use super::super::testkit::{Fixture, NOW};
     use super::*;
 
-    const FX: Fixture = Fixture {
-        crm: "bullhorn",
-        crm_id: "1",
-        source_version: 1,
-        event_id: "e",
-        raw_topic: "crm.raw.bullhorn.candidate",
-        raw_partition: 0,
-        raw_offset: 0,
-        trace_id: None,
-    };
+    const FX: Fixture = Fixture::new("bullhorn", "1", 1, "crm.raw.bullhorn.candidate");
 
     /// A candidate that passes every rule.
     fn candidate() -> Candidate {
