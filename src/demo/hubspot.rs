@@ -47,20 +47,7 @@ pub fn config(sim: &crmflow_hubspot::sim::SimHandle, keep_running: bool) -> Hubs
     HubspotConfig {
         base_url: sim.base_url(),
         access_token: Some(sim.private_app_token().into()),
-        objects: vec![
-            HubspotObject {
-                entity: "contact".into(),
-                object_type: "contacts".into(),
-                object_type_id: Some("0-1".into()),
-                properties: vec![],
-            },
-            HubspotObject {
-                entity: "job".into(),
-                object_type: "jobs".into(),
-                object_type_id: Some(sim.jobs_object_type_id()),
-                properties: vec![],
-            },
-        ],
+        objects: HubspotObject::contacts_and_jobs(sim.jobs_object_type_id()),
         // The default suits a real account's rate limits; for watching changes flow, poll often.
         poll_interval_secs: if keep_running { 2 } else { 30 },
         overlap_ms: 5_000,

@@ -15,16 +15,13 @@
 //!
 //! [`ChangeEvent`]: crate::model::ChangeEvent
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::model::{Address, Candidate, Lineage, Position};
 
 use super::email::normalize_email;
 use super::phone::normalize_phone;
-use super::scalar::ScalarText;
+use super::scalar::{Count, Flag, Int, Num, ScalarText};
 use super::text::{clean_opt, clean_text, long_text};
 use super::validate::Rule;
 use super::Reject;
@@ -349,155 +346,6 @@ struct Named<'a> {
 /// Bullhorn's `Strings`: a string, an array of strings (the first counts), a number or boolean
 /// (ids are numbers; kept as their text), or null. Borrowed from the input unless it had escapes.
 type Text<'a> = ScalarText<'a, true>;
-
-/// A decimal: a JSON number or a numeric string (`"35.0000"`); empty string or null is absent.
-#[derive(Default)]
-struct Num(Option<f64>);
-
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Num;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number, a numeric string or null")
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
-                Ok(Num(Some(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
-                Ok(Num(Some(v as f64)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
-                Ok(Num(Some(v as f64)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Num, E> {
-                let t = v.trim();
-                if t.is_empty() {
-                    return Ok(Num(None));
-                }
-                match t.parse::<f64>() {
-                    // "NaN" and "inf" parse as f64 but are no amount of money.
-                    Ok(x) if x.is_finite() => Ok(Num(Some(x))),
-                    _ => Err(E::custom(format!("`{v}` is not a number"))),
-                }
-            }
-            fn visit_unit<E>(self) -> Result<Num, E> {
-                Ok(Num(None))
-            }
-            fn visit_none<E>(self) -> Result<Num, E> {
-                Ok(Num(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// An integer (epoch ms, an id): a JSON integer, an integral float, or a string of digits.
-#[derive(Default)]
-struct Int(Option<i64>);
-
-impl<'de> Deserialize<'de> for Int {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Int;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an integer, a string of digits or null")
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Int, E> {
-                Ok(Int(Some(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
-                i64::try_from(v)
-                    .map(|v| Int(Some(v)))
-                    .map_err(|_| E::custom(format!("{v} is out of range")))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Int, E> {
-                if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                    Ok(Int(Some(v as i64)))
-                } else {
-                    Err(E::custom(format!("{v} is not an integer")))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
-                let t = v.trim();
-                if t.is_empty() {
-                    return Ok(Int(None));
-                }
-                t.parse()
-                    .map(|v| Int(Some(v)))
-                    .map_err(|_| E::custom(format!("`{v}` is not an integer")))
-            }
-            fn visit_unit<E>(self) -> Result<Int, E> {
-                Ok(Int(None))
-            }
-            fn visit_none<E>(self) -> Result<Int, E> {
-                Ok(Int(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A small count (`numOpenings`) that must fit the canonical `int`.
-#[derive(Default)]
-struct Count(Option<i32>);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Int::deserialize(d)?.0 {
-            None => Ok(Count(None)),
-            Some(v) => i32::try_from(v)
-                .map(|v| Count(Some(v)))
-                .map_err(|_| de::Error::custom(format!("{v} is out of range for a count"))),
-        }
-    }
-}
-
-/// A boolean: `true`/`false`, 0/1 (the search index stores booleans that way), or their strings.
-#[derive(Default)]
-struct Flag(Option<bool>);
-
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Flag;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a boolean, 0 or 1, or null")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
-                Ok(Flag(Some(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
-                match v {
-                    0 => Ok(Flag(Some(false))),
-                    1 => Ok(Flag(Some(true))),
-                    _ => Err(E::custom(format!("{v} is not a boolean"))),
-                }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
-                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
-                match v.trim() {
-                    "" => Ok(Flag(None)),
-                    t if t.eq_ignore_ascii_case("true") || t == "1" => Ok(Flag(Some(true))),
-                    t if t.eq_ignore_ascii_case("false") || t == "0" => Ok(Flag(Some(false))),
-                    _ => Err(E::custom(format!("`{v}` is not a boolean"))),
-                }
-            }
-            fn visit_unit<E>(self) -> Result<Flag, E> {
-                Ok(Flag(None))
-            }
-            fn visit_none<E>(self) -> Result<Flag, E> {
-                Ok(Flag(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -39,20 +39,7 @@ pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     cfg.hubspot = Some(HubspotConfig {
         base_url: sim.base_url(),
         access_token: Some(sim.private_app_token().into()),
-        objects: vec![
-            HubspotObject {
-                entity: "contact".into(),
-                object_type: "contacts".into(),
-                object_type_id: Some("0-1".into()),
-                properties: vec![],
-            },
-            HubspotObject {
-                entity: "job".into(),
-                object_type: "jobs".into(),
-                object_type_id: Some(sim.jobs_object_type_id()),
-                properties: vec![],
-            },
-        ],
+        objects: HubspotObject::contacts_and_jobs(sim.jobs_object_type_id()),
         poll_interval_secs: 1,
         overlap_ms: 2_000,
         mode: HubspotMode::Poll,
