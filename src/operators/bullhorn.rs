@@ -21,9 +21,8 @@ use crate::model::{Address, Candidate, Lineage, Position};
 
 use super::email::normalize_email;
 use super::phone::normalize_phone;
-use super::scalar::{Count, Flag, Int, Num, ScalarText};
 use super::text::{clean_opt, clean_text, long_text};
-use super::validate::Rule;
+use super::wire::{parse, Count, Flag, Int, Num, ScalarText};
 use super::Reject;
 
 /// The identity of the record being transformed, from the event envelope.
@@ -113,28 +112,6 @@ pub fn position(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<P
         lineage,
         attributes: Default::default(),
     })
-}
-
-/// Parses the record; for a delete, anything unreadable becomes an empty record so the tombstone is
-/// still written (a delete must never be rejected).
-fn parse<'a, T: Deserialize<'a> + Default>(
-    record: &'a str,
-    key: &RecordKey<'_>,
-) -> Result<T, Reject> {
-    // serde's derived structs also accept a JSON array (as a tuple), which no record is.
-    let object = record.trim_start().starts_with('{');
-    match serde_json::from_str(record) {
-        Ok(v) if object => Ok(v),
-        _ if key.deleted => Ok(T::default()),
-        Ok(_) => Err(Rule::RecordShape.reject("the record is not a JSON object")),
-        Err(e) => Err(match e.classify() {
-            serde_json::error::Category::Data if object => Rule::RecordShape.reject(e.to_string()),
-            serde_json::error::Category::Data => {
-                Rule::RecordShape.reject(format!("the record is not a JSON object: {e}"))
-            }
-            _ => Rule::RecordJson.reject(e.to_string()),
-        }),
-    }
 }
 
 fn map_person(p: Option<&BhPerson<'_>>) -> (Option<String>, Option<String>) {

@@ -43,9 +43,9 @@ use crate::model::{Address, Candidate, Lineage, Position};
 use super::bullhorn::RecordKey;
 use super::email::normalize_email;
 use super::phone::normalize_phone;
-use super::scalar::ScalarText;
 use super::text::{clean_opt, clean_text, long_text, skill_list as skills};
 use super::validate::Rule;
+use super::wire::{parse, ScalarText};
 use super::Reject;
 
 /// HubSpot contact JSON → canonical [`Candidate`]. `default_country` (ISO alpha-2) is used for
@@ -177,27 +177,6 @@ pub fn deal(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Posit
         lineage,
         attributes: Default::default(),
     })
-}
-
-/// Parses the object; for a delete, anything unreadable becomes an empty object so the tombstone is
-/// still written (a delete must never be rejected).
-fn parse<'a, T: Deserialize<'a> + Default>(
-    record: &'a str,
-    key: &RecordKey<'_>,
-) -> Result<T, Reject> {
-    let object = record.trim_start().starts_with('{');
-    match serde_json::from_str(record) {
-        Ok(v) if object => Ok(v),
-        _ if key.deleted => Ok(T::default()),
-        Ok(_) => Err(Rule::RecordShape.reject("the record is not a JSON object")),
-        Err(e) => Err(match e.classify() {
-            serde_json::error::Category::Data if object => Rule::RecordShape.reject(e.to_string()),
-            serde_json::error::Category::Data => {
-                Rule::RecordShape.reject(format!("the record is not a JSON object: {e}"))
-            }
-            _ => Rule::RecordJson.reject(e.to_string()),
-        }),
-    }
 }
 
 fn shape(lenient: bool, property: &str, value: &str, what: &str) -> Result<(), Reject> {

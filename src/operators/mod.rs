@@ -16,11 +16,11 @@ pub mod phone;
 #[cfg(test)]
 mod proptests;
 pub mod salesforce;
-mod scalar;
 #[cfg(test)]
 mod testkit;
 pub mod text;
 pub mod validate;
+mod wire;
 
 use std::fmt;
 

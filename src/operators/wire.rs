@@ -1,13 +1,16 @@
-//! A JSON scalar read as text, the way CRMs send values: a string (borrowed from the input unless
-//! it had escapes), a number or a boolean kept as its text (ids are numbers; older integrations
-//! send numbers where strings were promised), or null. The CRM transforms deserialize their wire
-//! types' fields into it ([`super::bullhorn`]'s `Text`, [`super::hubspot`]'s `Prop`) and parse the
-//! text themselves, so a value of the wrong kind is a reject that names its field.
+//! Reading a CRM record's JSON, shared by the Bullhorn and HubSpot transforms: [`parse`] reads
+//! the record into the transform's wire type (a delete is never rejected: anything unreadable
+//! becomes an empty record, so the tombstone is still written), and the field types read values
+//! the way CRMs send them.
 //!
-//! `ARRAYS`: whether an array stands for its first element (Bullhorn's `Strings`: `status` comes
-//! as `["Active"]`) or is a shape error like an object (HubSpot's properties).
+//! [`ScalarText`] is a JSON scalar read as text: a string (borrowed from the input unless it had
+//! escapes), a number or a boolean kept as its text (ids are numbers; older integrations send
+//! numbers where strings were promised), or null. The transforms parse the text themselves, so a
+//! value of the wrong kind is a reject that names its field. `ARRAYS`: whether an array stands for
+//! its first element (Bullhorn's `Strings`: `status` comes as `["Active"]`) or is a shape error
+//! like an object (HubSpot's properties).
 //!
-//! Bullhorn's typed values are read leniently here too, as its API and search index send them:
+//! Bullhorn's typed values are read leniently too, as its API and search index send them:
 //! [`Num`] (a number or a numeric string), [`Int`] and [`Count`] (integers, integral floats or
 //! digits), [`Flag`] (a boolean, 0/1 or their text). A value that is none of these is an error
 //! the transform turns into a `record.shape` reject.
@@ -17,6 +20,32 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Unexpected, Visitor};
 use serde::Deserialize;
+
+use super::bullhorn::RecordKey;
+use super::validate::Rule;
+use super::Reject;
+
+/// Parses the record; for a delete, anything unreadable becomes an empty record so the tombstone is
+/// still written (a delete must never be rejected).
+pub fn parse<'a, T: Deserialize<'a> + Default>(
+    record: &'a str,
+    key: &RecordKey<'_>,
+) -> Result<T, Reject> {
+    // serde's derived structs also accept a JSON array (as a tuple), which no record is.
+    let object = record.trim_start().starts_with('{');
+    match serde_json::from_str(record) {
+        Ok(v) if object => Ok(v),
+        _ if key.deleted => Ok(T::default()),
+        Ok(_) => Err(Rule::RecordShape.reject("the record is not a JSON object")),
+        Err(e) => Err(match e.classify() {
+            serde_json::error::Category::Data if object => Rule::RecordShape.reject(e.to_string()),
+            serde_json::error::Category::Data => {
+                Rule::RecordShape.reject(format!("the record is not a JSON object: {e}"))
+            }
+            _ => Rule::RecordJson.reject(e.to_string()),
+        }),
+    }
+}
 
 /// A scalar as text, or `None` for null.
 #[derive(Default)]
