@@ -317,19 +317,24 @@ fn sample_candidate() -> Candidate {
     }
 }
 
-#[test]
-fn attributes_of_every_type_round_trip() {
-    let c = sample_candidate();
-    let bytes = candidate().encode(&c).unwrap();
-    assert_eq!(candidate().decode(&bytes).unwrap(), c);
-    let p = Position {
-        crm: "hubspot".into(),
+/// A `crm` position titled `T` with an attribute of every type.
+fn sample_position(crm: &str) -> Position {
+    Position {
+        crm: crm.into(),
         crm_id: "9".into(),
         title: Some("T".into()),
         lineage: lineage(),
         attributes: every_attribute(),
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn attributes_of_every_type_round_trip() {
+    let c = sample_candidate();
+    let bytes = candidate().encode(&c).unwrap();
+    assert_eq!(candidate().decode(&bytes).unwrap(), c);
+    let p = sample_position("hubspot");
     let bytes = position().encode(&p).unwrap();
     assert_eq!(position().decode(&bytes).unwrap(), p);
     // Deterministic: the map is ordered, so the same record gives the same bytes.
@@ -408,14 +413,7 @@ fn version_2_records_are_read_by_a_version_1_reader() {
     want.attributes.clear();
     assert_eq!(old, want);
 
-    let p = Position {
-        crm: "bullhorn".into(),
-        crm_id: "9".into(),
-        title: Some("T".into()),
-        lineage: lineage(),
-        attributes: every_attribute(),
-        ..Default::default()
-    };
+    let p = sample_position("bullhorn");
     let bytes = position().encode(&p).unwrap();
     let v1 = Schema::parse_str(schemas::POSITION_V1).unwrap();
     let value =
