@@ -37,6 +37,27 @@ pub struct HubspotObject {
     pub properties: Vec<String>,
 }
 
+impl HubspotObject {
+    /// Contacts (-> candidates) and the `jobs` custom object (-> positions), whose webhooks name
+    /// it `jobs_object_type_id` (`2-…`), each with the entity's default properties.
+    pub fn contacts_and_jobs(jobs_object_type_id: impl Into<String>) -> Vec<HubspotObject> {
+        vec![
+            HubspotObject {
+                entity: "contact".into(),
+                object_type: "contacts".into(),
+                object_type_id: Some("0-1".into()),
+                properties: vec![],
+            },
+            HubspotObject {
+                entity: "job".into(),
+                object_type: "jobs".into(),
+                object_type_id: Some(jobs_object_type_id.into()),
+                properties: vec![],
+            },
+        ]
+    }
+}
+
 /// HubSpot account and source behaviour (`[hubspot]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -95,20 +116,7 @@ impl Default for HubspotConfig {
             refresh_token: None,
             refresh_token_file: None,
             mode: HubspotMode::Poll,
-            objects: vec![
-                HubspotObject {
-                    entity: "contact".into(),
-                    object_type: "contacts".into(),
-                    object_type_id: Some("0-1".into()),
-                    properties: vec![],
-                },
-                HubspotObject {
-                    entity: "job".into(),
-                    object_type: "jobs".into(),
-                    object_type_id: Some("2-12345678".into()),
-                    properties: vec![],
-                },
-            ],
+            objects: HubspotObject::contacts_and_jobs("2-12345678"),
             poll_interval_secs: 30,
             page_size: 100,
             overlap_ms: 30_000,

@@ -86,13 +86,9 @@ pub fn truth(
         let records = sim
             .records(object)
             .map_err(|e| Error::Other(format!("salesforce simulator: {e}")))?;
-        Ok(SourceCounts {
-            records: records.len() as u64,
-            deleted: records
-                .iter()
-                .filter(|r| r["IsDeleted"].as_bool().unwrap_or(false))
-                .count() as u64,
-        })
+        Ok(SourceCounts::tally(&records, |r| {
+            r["IsDeleted"].as_bool().unwrap_or(false)
+        }))
     };
     let stats = sim.stats();
     Ok(SalesforceTruth {

@@ -1,5 +1,6 @@
 //! Tests of the demo's pure parts.
 
+use super::readback::{entity_of_topic, record_key};
 use super::*;
 
 #[test]

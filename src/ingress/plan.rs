@@ -137,20 +137,7 @@ mod tests {
 
     fn cfg() -> HubspotConfig {
         HubspotConfig {
-            objects: vec![
-                HubspotObject {
-                    entity: "contact".into(),
-                    object_type: "contacts".into(),
-                    object_type_id: Some("0-1".into()),
-                    properties: vec![],
-                },
-                HubspotObject {
-                    entity: "job".into(),
-                    object_type: "jobs".into(),
-                    object_type_id: Some("2-3001".into()),
-                    properties: vec![],
-                },
-            ],
+            objects: HubspotObject::contacts_and_jobs("2-3001"),
             ..Default::default()
         }
     }

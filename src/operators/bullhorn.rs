@@ -15,10 +15,6 @@
 //!
 //! [`ChangeEvent`]: crate::model::ChangeEvent
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::model::{Address, Candidate, Lineage, Position};
@@ -26,7 +22,7 @@ use crate::model::{Address, Candidate, Lineage, Position};
 use super::email::normalize_email;
 use super::phone::normalize_phone;
 use super::text::{clean_opt, clean_text, long_text};
-use super::validate::Rule;
+use super::wire::{parse, Count, Flag, Int, Num, ScalarText};
 use super::Reject;
 
 /// The identity of the record being transformed, from the event envelope.
@@ -116,28 +112,6 @@ pub fn position(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<P
         lineage,
         attributes: Default::default(),
     })
-}
-
-/// Parses the record; for a delete, anything unreadable becomes an empty record so the tombstone is
-/// still written (a delete must never be rejected).
-fn parse<'a, T: Deserialize<'a> + Default>(
-    record: &'a str,
-    key: &RecordKey<'_>,
-) -> Result<T, Reject> {
-    // serde's derived structs also accept a JSON array (as a tuple), which no record is.
-    let object = record.trim_start().starts_with('{');
-    match serde_json::from_str(record) {
-        Ok(v) if object => Ok(v),
-        _ if key.deleted => Ok(T::default()),
-        Ok(_) => Err(Rule::RecordShape.reject("the record is not a JSON object")),
-        Err(e) => Err(match e.classify() {
-            serde_json::error::Category::Data if object => Rule::RecordShape.reject(e.to_string()),
-            serde_json::error::Category::Data => {
-                Rule::RecordShape.reject(format!("the record is not a JSON object: {e}"))
-            }
-            _ => Rule::RecordJson.reject(e.to_string()),
-        }),
-    }
 }
 
 fn map_person(p: Option<&BhPerson<'_>>) -> (Option<String>, Option<String>) {
@@ -348,234 +322,24 @@ struct Named<'a> {
 
 /// Bullhorn's `Strings`: a string, an array of strings (the first counts), a number or boolean
 /// (ids are numbers; kept as their text), or null. Borrowed from the input unless it had escapes.
-#[derive(Default)]
-struct Text<'a>(Option<Cow<'a, str>>);
-
-impl Text<'_> {
-    fn get(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("text, an array of text, a number or null")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Text(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Text(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let first = seq.next_element::<Text<'de>>()?.unwrap_or_default();
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(first)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A decimal: a JSON number or a numeric string (`"35.0000"`); empty string or null is absent.
-#[derive(Default)]
-struct Num(Option<f64>);
-
-impl<'de> Deserialize<'de> for Num {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Num;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a number, a numeric string or null")
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
-                Ok(Num(Some(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
-                Ok(Num(Some(v as f64)))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
-                Ok(Num(Some(v as f64)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Num, E> {
-                let t = v.trim();
-                if t.is_empty() {
-                    return Ok(Num(None));
-                }
-                match t.parse::<f64>() {
-                    // "NaN" and "inf" parse as f64 but are no amount of money.
-                    Ok(x) if x.is_finite() => Ok(Num(Some(x))),
-                    _ => Err(E::custom(format!("`{v}` is not a number"))),
-                }
-            }
-            fn visit_unit<E>(self) -> Result<Num, E> {
-                Ok(Num(None))
-            }
-            fn visit_none<E>(self) -> Result<Num, E> {
-                Ok(Num(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// An integer (epoch ms, an id): a JSON integer, an integral float, or a string of digits.
-#[derive(Default)]
-struct Int(Option<i64>);
-
-impl<'de> Deserialize<'de> for Int {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Int;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an integer, a string of digits or null")
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Int, E> {
-                Ok(Int(Some(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
-                i64::try_from(v)
-                    .map(|v| Int(Some(v)))
-                    .map_err(|_| E::custom(format!("{v} is out of range")))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Int, E> {
-                if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                    Ok(Int(Some(v as i64)))
-                } else {
-                    Err(E::custom(format!("{v} is not an integer")))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
-                let t = v.trim();
-                if t.is_empty() {
-                    return Ok(Int(None));
-                }
-                t.parse()
-                    .map(|v| Int(Some(v)))
-                    .map_err(|_| E::custom(format!("`{v}` is not an integer")))
-            }
-            fn visit_unit<E>(self) -> Result<Int, E> {
-                Ok(Int(None))
-            }
-            fn visit_none<E>(self) -> Result<Int, E> {
-                Ok(Int(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A small count (`numOpenings`) that must fit the canonical `int`.
-#[derive(Default)]
-struct Count(Option<i32>);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Int::deserialize(d)?.0 {
-            None => Ok(Count(None)),
-            Some(v) => i32::try_from(v)
-                .map(|v| Count(Some(v)))
-                .map_err(|_| de::Error::custom(format!("{v} is out of range for a count"))),
-        }
-    }
-}
-
-/// A boolean: `true`/`false`, 0/1 (the search index stores booleans that way), or their strings.
-#[derive(Default)]
-struct Flag(Option<bool>);
-
-impl<'de> Deserialize<'de> for Flag {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Flag;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a boolean, 0 or 1, or null")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Flag, E> {
-                Ok(Flag(Some(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
-                match v {
-                    0 => Ok(Flag(Some(false))),
-                    1 => Ok(Flag(Some(true))),
-                    _ => Err(E::custom(format!("{v} is not a boolean"))),
-                }
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
-                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
-                match v.trim() {
-                    "" => Ok(Flag(None)),
-                    t if t.eq_ignore_ascii_case("true") || t == "1" => Ok(Flag(Some(true))),
-                    t if t.eq_ignore_ascii_case("false") || t == "0" => Ok(Flag(Some(false))),
-                    _ => Err(E::custom(format!("`{v}` is not a boolean"))),
-                }
-            }
-            fn visit_unit<E>(self) -> Result<Flag, E> {
-                Ok(Flag(None))
-            }
-            fn visit_none<E>(self) -> Result<Flag, E> {
-                Ok(Flag(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+type Text<'a> = ScalarText<'a, true>;
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{self, Fixture};
     use super::*;
 
-    fn key(deleted: bool) -> RecordKey<'static> {
-        RecordKey {
-            crm: "bullhorn",
-            crm_id: "4711",
-            source_version: 1_718_000_000_000,
-            deleted,
-        }
-    }
-
-    fn lineage() -> Lineage {
-        Lineage {
-            crm: "bullhorn".into(),
-            crm_id: "4711".into(),
-            source_version: 1_718_000_000_000,
-            event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
-            raw_topic: "crm.raw.bullhorn.candidate".into(),
-            raw_partition: 2,
-            raw_offset: 1234,
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
-        }
-    }
+    const FX: Fixture = Fixture {
+        raw_partition: 2,
+        raw_offset: 1234,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        ..Fixture::new(
+            "bullhorn",
+            "4711",
+            1_718_000_000_000,
+            "crm.raw.bullhorn.candidate",
+        )
+    };
 
     /// A candidate as Bullhorn's search returns it, with the quirks we handle: status as an array,
     /// padded and invisible characters, upper-case email, to-many skills overlapping the skill set,
@@ -607,12 +371,8 @@ mod tests {
 
     #[test]
     fn candidate_fixture_maps_every_field() {
-        let c = candidate(CANDIDATE, &key(false), lineage(), "US").unwrap();
+        let c = candidate(CANDIDATE, &FX.key(false), FX.lineage(), "US").unwrap();
         let want = Candidate {
-            crm: "bullhorn".into(),
-            crm_id: "4711".into(),
-            source_version: 1_718_000_000_000,
-            deleted: false,
             first_name: Some("Jos\u{e9}".into()),
             last_name: Some("Garc\u{ed}a".into()),
             email: Some("jose.garcia@example.com".into()),
@@ -644,8 +404,7 @@ mod tests {
             owner_id: Some("12".into()),
             owner_name: Some("Iam Recruiter".into()),
             date_added: Some(1_282_253_171_220),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.candidate()
         };
         assert_eq!(c, want);
     }
@@ -675,12 +434,8 @@ mod tests {
 
     #[test]
     fn job_order_fixture_maps_every_field() {
-        let p = position(JOB_ORDER, &key(false), lineage()).unwrap();
+        let p = position(JOB_ORDER, &FX.key(false), FX.lineage()).unwrap();
         let want = Position {
-            crm: "bullhorn".into(),
-            crm_id: "4711".into(),
-            source_version: 1_718_000_000_000,
-            deleted: false,
             title: Some("Senior Rust Engineer (URGENT!!)".into()),
             description: Some(
                 "Senior Rust Engineer \u{2013} Blue Harbor & Co\n\nOur client is hiring.\u{a0}Apply today!\n\nRequirements\n\n5 years of Rust\nKafka"
@@ -708,8 +463,7 @@ mod tests {
             owner_id: Some("3".into()),
             owner_name: Some("Ann Owner".into()),
             date_added: Some(1_704_067_200_000),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.position()
         };
         assert_eq!(p, want);
     }
@@ -717,8 +471,7 @@ mod tests {
     #[test]
     fn field_quirks_table() {
         // (case, JobOrder JSON, check)
-        type Check = fn(&Position) -> bool;
-        let cases: &[(&str, &str, Check)] = &[
+        let cases: &[testkit::MapCase<Position>] = &[
             ("isOpen false", r#"{"isOpen":false}"#, |p| {
                 p.is_open == Some(false)
             }),
@@ -795,11 +548,7 @@ mod tests {
                 |p| p.description.is_none(),
             ),
         ];
-        for (name, json, check) in cases {
-            let p = position(json, &key(false), lineage())
-                .unwrap_or_else(|r| panic!("case {name}: {r}"));
-            assert!(check(&p), "case {name}: {p:?}");
-        }
+        testkit::assert_maps(cases, |json| position(json, &FX.key(false), FX.lineage()));
     }
 
     #[test]
@@ -814,11 +563,10 @@ mod tests {
             ("title object", r#"{"title":{"en":"x"}}"#),
             ("skills not to-many", r#"{"skills":"Rust"}"#),
         ];
-        for (name, json) in cases {
-            let r = position(json, &key(false), lineage())
-                .map(|_| ())
-                .unwrap_err();
-            assert_eq!(r.rule, "record.shape", "case {name}: {r}");
+        let rejects = testkit::assert_rejects(cases, "record.shape", |json| {
+            position(json, &FX.key(false), FX.lineage())
+        });
+        for ((name, _), r) in cases.iter().zip(&rejects) {
             assert_eq!(r.class, super::super::RejectClass::Transform, "case {name}");
         }
     }
@@ -864,21 +612,21 @@ mod tests {
             ),
         ];
         for (name, json, default, want) in cases {
-            let c = candidate(json, &key(false), lineage(), default).unwrap();
+            let c = candidate(json, &FX.key(false), FX.lineage(), default).unwrap();
             assert_eq!(c.phone.as_deref(), *want, "case {name}");
         }
     }
 
     #[test]
     fn delete_with_broken_record_is_a_bare_tombstone() {
-        let c = candidate("{not json", &key(true), lineage(), "US").unwrap();
+        let c = candidate("{not json", &FX.key(true), FX.lineage(), "US").unwrap();
         assert!(c.deleted);
         assert_eq!(
             (c.crm_id.as_str(), c.source_version),
             ("4711", 1_718_000_000_000)
         );
         assert_eq!(c.first_name, None);
-        let p = position(r#"{"salary":"x"}"#, &key(true), lineage()).unwrap();
+        let p = position(r#"{"salary":"x"}"#, &FX.key(true), FX.lineage()).unwrap();
         assert!(p.deleted && p.salary.is_none());
     }
 }

@@ -36,10 +36,6 @@
 //! | date added | `createdate` | `hs_createdate` | `createdate` |
 //! | date available | `date_available` | | |
 
-use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::model::{Address, Candidate, Lineage, Position};
@@ -49,6 +45,7 @@ use super::email::normalize_email;
 use super::phone::normalize_phone;
 use super::text::{clean_opt, clean_text, long_text, skill_list as skills};
 use super::validate::Rule;
+use super::wire::{parse, ScalarText};
 use super::Reject;
 
 /// HubSpot contact JSON → canonical [`Candidate`]. `default_country` (ISO alpha-2) is used for
@@ -180,27 +177,6 @@ pub fn deal(record: &str, key: &RecordKey<'_>, lineage: Lineage) -> Result<Posit
         lineage,
         attributes: Default::default(),
     })
-}
-
-/// Parses the object; for a delete, anything unreadable becomes an empty object so the tombstone is
-/// still written (a delete must never be rejected).
-fn parse<'a, T: Deserialize<'a> + Default>(
-    record: &'a str,
-    key: &RecordKey<'_>,
-) -> Result<T, Reject> {
-    let object = record.trim_start().starts_with('{');
-    match serde_json::from_str(record) {
-        Ok(v) if object => Ok(v),
-        _ if key.deleted => Ok(T::default()),
-        Ok(_) => Err(Rule::RecordShape.reject("the record is not a JSON object")),
-        Err(e) => Err(match e.classify() {
-            serde_json::error::Category::Data if object => Rule::RecordShape.reject(e.to_string()),
-            serde_json::error::Category::Data => {
-                Rule::RecordShape.reject(format!("the record is not a JSON object: {e}"))
-            }
-            _ => Rule::RecordJson.reject(e.to_string()),
-        }),
-    }
 }
 
 fn shape(lenient: bool, property: &str, value: &str, what: &str) -> Result<(), Reject> {
@@ -461,79 +437,23 @@ struct DealProps<'a> {
 
 /// A property value: a string or null (HubSpot's promise). Numbers and booleans are accepted as
 /// their text (older integrations send them); objects and arrays are a shape error.
-#[derive(Default)]
-struct Prop<'a>(Option<Cow<'a, str>>);
-
-impl Prop<'_> {
-    fn get(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Prop<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Prop<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or null")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Owned(v))))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Prop(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(Prop(None))
-            }
-            fn visit_none<E>(self) -> Result<Self::Value, E> {
-                Ok(Prop(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+type Prop<'a> = ScalarText<'a, false>;
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{self, Fixture};
     use super::*;
 
-    fn key(deleted: bool) -> RecordKey<'static> {
-        RecordKey {
-            crm: "hubspot",
-            crm_id: "101",
-            source_version: 1_706_781_600_000,
-            deleted,
-        }
-    }
+    const FX: Fixture = Fixture::new(
+        "hubspot",
+        "101",
+        1_706_781_600_000,
+        "crm.raw.hubspot.contact",
+    );
 
-    fn lineage() -> Lineage {
-        Lineage {
-            crm: "hubspot".into(),
-            crm_id: "101".into(),
-            source_version: 1_706_781_600_000,
-            event_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
-            raw_topic: "crm.raw.hubspot.contact".into(),
-            raw_partition: 1,
-            raw_offset: 7,
-            trace_id: None,
-        }
+    /// An object of these properties (a JSON object), as the API returns it.
+    fn object(props: &str) -> String {
+        format!(r#"{{"id":"1","properties":{props}}}"#)
     }
 
     /// A contact as `GET /crm/v3/objects/contacts/{id}` returns it: every value a string or null.
@@ -570,12 +490,8 @@ mod tests {
 
     #[test]
     fn contact_fixture_maps_every_field() {
-        let c = candidate(CONTACT, &key(false), lineage(), "GB").unwrap();
+        let c = candidate(CONTACT, &FX.key(false), FX.lineage(), "GB").unwrap();
         let want = Candidate {
-            crm: "hubspot".into(),
-            crm_id: "101".into(),
-            source_version: 1_706_781_600_000,
-            deleted: false,
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
             email: Some("ada.lovelace@example.com".into()),
@@ -597,10 +513,8 @@ mod tests {
             summary: Some("Data engineer \u{2013} 10 years.".into()),
             date_available: Some(1_740_787_200_000),
             owner_id: Some("31".into()),
-            owner_name: None,
             date_added: Some(1_704_899_002_123),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.candidate()
         };
         assert_eq!(c, want);
     }
@@ -636,12 +550,8 @@ mod tests {
 
     #[test]
     fn job_fixture_maps_every_field() {
-        let p = job(JOB, &key(false), lineage()).unwrap();
+        let p = job(JOB, &FX.key(false), FX.lineage()).unwrap();
         let want = Position {
-            crm: "hubspot".into(),
-            crm_id: "101".into(),
-            source_version: 1_706_781_600_000,
-            deleted: false,
             title: Some("Senior Rust Engineer".into()),
             description: Some("Build pipelines\n\nKafka".into()),
             status: Some("OPEN".into()),
@@ -664,10 +574,8 @@ mod tests {
             client_corporation_id: Some("77".into()),
             client_corporation_name: Some("Blue Harbor & Co".into()),
             owner_id: Some("5".into()),
-            owner_name: None,
             date_added: Some(1_704_067_200_000),
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.position()
         };
         assert_eq!(p, want);
     }
@@ -677,7 +585,7 @@ mod tests {
         let rec = r#"{"id":"5","properties":{"dealname":"Data Engineer (Acme)","dealstage":"appointmentscheduled",
             "amount":"90000","hs_is_closed":"false","description":"Two openings","createdate":"2024-01-01T00:00:00Z",
             "skills":"SQL, Python"}}"#;
-        let p = deal(rec, &key(false), lineage()).unwrap();
+        let p = deal(rec, &FX.key(false), FX.lineage()).unwrap();
         assert_eq!(p.title.as_deref(), Some("Data Engineer (Acme)"));
         assert_eq!(p.status.as_deref(), Some("appointmentscheduled"));
         assert_eq!(p.salary, Some(90_000.0));
@@ -689,8 +597,8 @@ mod tests {
 
     #[test]
     fn property_quirks_table() {
-        type Check = fn(&Position) -> bool;
-        let cases: &[(&str, &str, Check)] = &[
+        // (case, properties, check)
+        let cases: &[testkit::MapCase<Position>] = &[
             ("null values", r#"{"job_title":null,"salary":null}"#, |p| {
                 p.title.is_none() && p.salary.is_none()
             }),
@@ -747,12 +655,9 @@ mod tests {
                 |p| p.title.as_deref() == Some("A \"quoted\" title"),
             ),
         ];
-        for (name, props, check) in cases {
-            let rec = format!(r#"{{"id":"1","properties":{props}}}"#);
-            let p =
-                job(&rec, &key(false), lineage()).unwrap_or_else(|r| panic!("case {name}: {r}"));
-            assert!(check(&p), "case {name}: {p:?}");
-        }
+        testkit::assert_maps(cases, |props| {
+            job(&object(props), &FX.key(false), FX.lineage())
+        });
     }
 
     #[test]
@@ -774,43 +679,50 @@ mod tests {
                 "hs_createdate",
             ),
         ];
-        for (name, props, property) in cases {
-            let rec = format!(r#"{{"id":"1","properties":{props}}}"#);
-            let r = job(&rec, &key(false), lineage()).map(|_| ()).unwrap_err();
-            assert_eq!(r.rule, "record.shape", "case {name}: {r}");
+        let inputs: Vec<(&str, &str)> = cases.iter().map(|(n, p, _)| (*n, *p)).collect();
+        let rejects = testkit::assert_rejects(&inputs, "record.shape", |props| {
+            job(&object(props), &FX.key(false), FX.lineage())
+        });
+        for ((name, _, property), r) in cases.iter().zip(&rejects) {
             assert!(r.reason.contains(property), "case {name}: {r}");
         }
         // Not a string or null: an object or an array value.
-        for props in [r#"{"job_title":{"en":"x"}}"#, r#"{"skills":["a","b"]}"#] {
-            let rec = format!(r#"{{"id":"1","properties":{props}}}"#);
-            let r = job(&rec, &key(false), lineage()).map(|_| ()).unwrap_err();
-            assert_eq!(r.rule, "record.shape", "{props}: {r}");
-        }
-        let r = candidate("[1]", &key(false), lineage(), "US").unwrap_err();
+        testkit::assert_rejects(
+            &[
+                ("object value", r#"{"job_title":{"en":"x"}}"#),
+                ("array value", r#"{"skills":["a","b"]}"#),
+            ],
+            "record.shape",
+            |props| job(&object(props), &FX.key(false), FX.lineage()),
+        );
+        let r = candidate("[1]", &FX.key(false), FX.lineage(), "US").unwrap_err();
         assert_eq!(r.rule, "record.shape");
-        let r = candidate("{\"properties\":", &key(false), lineage(), "US").unwrap_err();
+        let r = candidate("{\"properties\":", &FX.key(false), FX.lineage(), "US").unwrap_err();
         assert_eq!(r.rule, "record.json");
     }
 
     #[test]
     fn salary_range_upside_down_is_a_hubspot_rule() {
         let rec = r#"{"id":"1","properties":{"job_title":"X","salary_min":"90000","salary_max":"80000"}}"#;
-        let r = job(rec, &key(false), lineage()).unwrap_err();
+        let r = job(rec, &FX.key(false), FX.lineage()).unwrap_err();
         assert_eq!(r.rule, "hubspot.position.salary.range");
-        assert!(job(rec, &key(true), lineage()).is_ok(), "tombstones pass");
+        assert!(
+            job(rec, &FX.key(true), FX.lineage()).is_ok(),
+            "tombstones pass"
+        );
     }
 
     #[test]
     fn archived_objects_are_tombstones_even_when_broken() {
-        let c = candidate("not json", &key(true), lineage(), "US").unwrap();
+        let c = candidate("not json", &FX.key(true), FX.lineage(), "US").unwrap();
         assert!(c.deleted);
         assert_eq!(c.crm_id, "101");
         assert_eq!(c.source_version, 1_706_781_600_000);
         // Unparseable properties of an archived job are dropped, not rejected.
         let p = job(
             r#"{"id":"1","properties":{"job_title":"X","salary":"lots"},"archived":true}"#,
-            &key(true),
-            lineage(),
+            &FX.key(true),
+            FX.lineage(),
         )
         .unwrap();
         assert!(p.deleted && p.salary.is_none());

@@ -16,8 +16,11 @@ pub mod phone;
 #[cfg(test)]
 mod proptests;
 pub mod salesforce;
+#[cfg(test)]
+mod testkit;
 pub mod text;
 pub mod validate;
+mod wire;
 
 use std::fmt;
 
@@ -192,40 +195,36 @@ fn transform_and_validate(
 
 #[cfg(test)]
 mod tests {
+    use super::testkit::{self, lineage_of as lineage, NOW};
     use super::*;
 
-    /// 2025-01-01T00:00:00Z.
-    const NOW: i64 = 1_735_689_600_000;
-
+    /// A Bullhorn event of record 42.
     fn event(entity: &str, op: Op, record: &str) -> ChangeEvent {
-        ChangeEvent::new(
-            "bullhorn",
-            entity,
-            "42",
-            op,
-            1_700_000_000_000,
-            NOW,
-            vec![],
-            "poll",
-            record.to_owned(),
-        )
-    }
-
-    fn lineage(ev: &ChangeEvent) -> Lineage {
-        Lineage {
-            crm: ev.crm.clone(),
-            crm_id: ev.record_id.clone(),
-            source_version: ev.source_version,
-            event_id: ev.event_id.clone(),
-            raw_topic: "crm.raw.bullhorn.candidate".into(),
-            raw_partition: 3,
-            raw_offset: 99,
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
-        }
+        testkit::event("bullhorn", entity, "42", op, record)
     }
 
     fn run(ev: &ChangeEvent) -> Result<Canonical, Reject> {
         normalize(ev, lineage(ev), &NormalizeConfig::default())
+    }
+
+    /// (case, entity, op, record body, expected canonical entity or rule)
+    type CrmCase<'a> = (&'a str, &'a str, Op, &'a str, Result<&'a str, &'a str>);
+
+    /// Runs `crm`'s dispatch table, `record` making each case's body into record 42: a mapped
+    /// case gives its entity keyed `<crm>:42` (a tombstone for a delete), a refused one its rule.
+    fn assert_dispatch(crm: &str, cases: &[CrmCase], record: impl Fn(&str) -> String) {
+        for (name, entity, op, body, want) in cases {
+            let got = run(&testkit::event(crm, entity, "42", *op, &record(body)));
+            match (got, want) {
+                (Ok(c), Ok(e)) => {
+                    assert_eq!(c.entity(), *e, "case {name}");
+                    assert_eq!(c.key(), format!("{crm}:42"), "case {name}");
+                    assert_eq!(c.is_tombstone(), *op == Op::Delete, "case {name}");
+                }
+                (Err(r), Err(rule)) => assert_eq!(r.rule, *rule, "case {name}: {r}"),
+                (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 
     /// (case, entity, op, record, expected canonical entity or (class, rule)).
@@ -369,8 +368,7 @@ mod tests {
     #[test]
     fn hubspot_dispatch_and_rules_table() {
         // (case, entity, op, properties, expected canonical entity or rule)
-        type Case<'a> = (&'a str, &'a str, Op, &'a str, Result<&'a str, &'a str>);
-        let cases: &[Case] = &[
+        let cases: &[CrmCase] = &[
             (
                 "contact",
                 "contact",
@@ -477,34 +475,19 @@ mod tests {
                 Err("entity.unknown"),
             ),
         ];
-        for (name, entity, op, props, want) in cases {
-            let mut ev = event(
-                entity,
-                *op,
-                &format!(r#"{{"id":"42","properties":{props}}}"#),
-            );
-            if *props == "nope" {
-                ev.record = "nope".into();
+        assert_dispatch("hubspot", cases, |props| {
+            if props == "nope" {
+                props.to_owned()
+            } else {
+                format!(r#"{{"id":"42","properties":{props}}}"#)
             }
-            ev.crm = "hubspot".into();
-            let got = run(&ev);
-            match (got, want) {
-                (Ok(c), Ok(e)) => {
-                    assert_eq!(c.entity(), *e, "case {name}");
-                    assert_eq!(c.key(), "hubspot:42", "case {name}");
-                    assert_eq!(c.is_tombstone(), *op == Op::Delete, "case {name}");
-                }
-                (Err(r), Err(rule)) => assert_eq!(r.rule, *rule, "case {name}: {r}"),
-                (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
-            }
-        }
+        });
     }
 
     #[test]
     fn salesforce_dispatch_and_rules_table() {
         // (case, entity, op, fields, expected canonical entity or rule)
-        type Case<'a> = (&'a str, &'a str, Op, &'a str, Result<&'a str, &'a str>);
-        let cases: &[Case] = &[
+        let cases: &[CrmCase] = &[
             (
                 "contact",
                 "Contact",
@@ -653,23 +636,11 @@ mod tests {
                 Err("entity.unknown"),
             ),
         ];
-        for (name, entity, op, fields, want) in cases {
-            let mut ev = event(entity, *op, &format!(r#"{{"Id":"42",{fields}}}"#));
-            ev.crm = "salesforce".into();
-            let got = run(&ev);
-            match (got, want) {
-                (Ok(c), Ok(e)) => {
-                    assert_eq!(c.entity(), *e, "case {name}");
-                    assert_eq!(c.key(), "salesforce:42", "case {name}");
-                    assert_eq!(c.is_tombstone(), *op == Op::Delete, "case {name}");
-                }
-                (Err(r), Err(rule)) => assert_eq!(r.rule, *rule, "case {name}: {r}"),
-                (got, _) => panic!("case {name}: got {got:?}, want {want:?}"),
-            }
-        }
+        assert_dispatch("salesforce", cases, |fields| {
+            format!(r#"{{"Id":"42",{fields}}}"#)
+        });
         // Broken JSON: a decode reject for a change, a tombstone for a delete.
-        let mut ev = event("Contact", Op::Upsert, "{\"Id\":");
-        ev.crm = "salesforce".into();
+        let mut ev = testkit::event("salesforce", "Contact", "42", Op::Upsert, "{\"Id\":");
         assert_eq!(run(&ev).unwrap_err().rule, "record.json");
         ev.op = Op::Delete;
         assert!(run(&ev).unwrap().is_tombstone());

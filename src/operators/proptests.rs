@@ -148,36 +148,13 @@ fn record(fields: &'static [&'static str]) -> impl Strategy<Value = String> {
 
 fn event(crm: &str, entity: &str, record: String, delete: bool) -> ChangeEvent {
     let op = if delete { Op::Delete } else { Op::Upsert };
-    ChangeEvent::new(
-        crm,
-        entity,
-        "7",
-        op,
-        1_700_000_000_000,
-        1_735_689_600_000,
-        vec![],
-        "poll",
-        record,
-    )
-}
-
-fn lineage(ev: &ChangeEvent) -> Lineage {
-    Lineage {
-        crm: ev.crm.clone(),
-        crm_id: ev.record_id.clone(),
-        source_version: ev.source_version,
-        event_id: ev.event_id.clone(),
-        raw_topic: "t".into(),
-        raw_partition: 0,
-        raw_offset: 0,
-        trace_id: None,
-    }
+    super::testkit::event(crm, entity, "7", op, &record)
 }
 
 /// Normalizes through the stage's own entry point: the Avro round trip, the transform, the
 /// validation and the canonical encoding. Never a panic; a reject names a rule.
 fn check(ev: &ChangeEvent, cfg: &NormalizeConfig) -> Result<(), TestCaseError> {
-    let direct = normalize(ev, lineage(ev), cfg);
+    let direct = normalize(ev, super::testkit::lineage_of(ev), cfg);
     let bytes = crate::codec::change_event().encode(ev).unwrap();
     match process(Some(&bytes), "t", 0, 0, None, cfg) {
         Outcome::Output(_, key, out) => {

@@ -243,29 +243,15 @@ pub fn parse_date(t: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::Fixture;
     use super::*;
 
-    fn key(deleted: bool) -> RecordKey<'static> {
-        RecordKey {
-            crm: "salesforce",
-            crm_id: "0035g00000AbCdEAAV",
-            source_version: 1_704_067_200_000,
-            deleted,
-        }
-    }
-
-    fn lineage() -> Lineage {
-        Lineage {
-            crm: "salesforce".into(),
-            crm_id: "0035g00000AbCdEAAV".into(),
-            source_version: 1_704_067_200_000,
-            event_id: "e".into(),
-            raw_topic: "crm.raw.salesforce.Contact".into(),
-            raw_partition: 0,
-            raw_offset: 0,
-            trace_id: None,
-        }
-    }
+    const FX: Fixture = Fixture::new(
+        "salesforce",
+        "0035g00000AbCdEAAV",
+        1_704_067_200_000,
+        "crm.raw.salesforce.Contact",
+    );
 
     const CONTACT: &str = r#"{"attributes":{"type":"Contact","url":"/services/data/v62.0/sobjects/Contact/0035g00000AbCdEAAV"},
         "Id":"0035g00000AbCdEAAV","FirstName":"  José ","LastName":"García","Email":"Jose.Garcia@Example.COM",
@@ -277,7 +263,7 @@ mod tests {
 
     #[test]
     fn contact_maps_every_field() {
-        let c = candidate(CONTACT, &key(false), lineage(), "US").unwrap();
+        let c = candidate(CONTACT, &FX.key(false), FX.lineage(), "US").unwrap();
         assert_eq!(c.crm, "salesforce");
         assert_eq!(c.first_name.as_deref(), Some("José"));
         assert_eq!(c.last_name.as_deref(), Some("García"));
@@ -307,7 +293,7 @@ mod tests {
             "Skills__c":"Go, SQL","Status__c":"Open","City__c":"Boston","State__c":"MA","Country__c":"US",
             "Salary_Min__c":90000.0,"Salary_Max__c":120000.0,"Open_Date__c":"2024-03-01","Remote__c":true,
             "CreatedDate":"2024-01-01T00:00:00.000+0000"}"#;
-        let p = position(rec, &key(false), lineage()).unwrap();
+        let p = position(rec, &FX.key(false), FX.lineage()).unwrap();
         assert_eq!(p.title.as_deref(), Some("Data Engineer (Boston)"));
         assert_eq!(p.description.as_deref(), Some("URGENT& hiring"));
         assert_eq!((p.status.as_deref(), p.is_open), (Some("Open"), Some(true)));

@@ -304,76 +304,35 @@ fn check_status(status: Option<&str>, allowed: &[String], rule: Rule) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{Fixture, NOW};
     use super::*;
-    use crate::model::Lineage;
 
-    /// 2025-01-01T00:00:00Z.
-    const NOW: i64 = 1_735_689_600_000;
+    const FX: Fixture = Fixture::new("bullhorn", "1", 1, "crm.raw.bullhorn.candidate");
 
-    fn lineage() -> Lineage {
-        Lineage {
-            crm: "bullhorn".into(),
-            crm_id: "1".into(),
-            source_version: 1,
-            event_id: "e".into(),
-            raw_topic: "crm.raw.bullhorn.candidate".into(),
-            raw_partition: 0,
-            raw_offset: 0,
-            trace_id: None,
-        }
-    }
-
+    /// A candidate that passes every rule.
     fn candidate() -> Candidate {
         Candidate {
-            crm: "bullhorn".into(),
-            crm_id: "1".into(),
-            source_version: 1,
-            deleted: false,
             first_name: Some("Ada".into()),
             last_name: Some("Lovelace".into()),
             email: Some("ada@example.com".into()),
-            phone: None,
-            mobile: None,
-            address: None,
             status: Some("Active".into()),
-            occupation: None,
-            company_name: None,
-            skills: vec![],
             summary: Some("Analyst".into()),
-            date_available: None,
-            owner_id: None,
-            owner_name: None,
-            date_added: None,
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.candidate()
         }
     }
 
+    /// A position that passes every rule.
     fn position() -> Position {
         Position {
-            crm: "bullhorn".into(),
             crm_id: "7".into(),
-            source_version: 1,
-            deleted: false,
             title: Some("Engineer".into()),
             description: Some("Build things".into()),
             status: Some("Open".into()),
             is_open: Some(true),
-            employment_type: None,
             salary: Some(100_000.0),
-            salary_unit: None,
             pay_rate: Some(50.0),
-            num_openings: None,
             start_date: Some(NOW),
-            skills: vec![],
-            address: None,
-            client_corporation_id: None,
-            client_corporation_name: None,
-            owner_id: None,
-            owner_name: None,
-            date_added: None,
-            lineage: lineage(),
-            attributes: Default::default(),
+            ..FX.position()
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crmflow::config::{Config, HubspotConfig, HubspotMode, HubspotObject};
-use crmflow::kafka::{self, Topics};
+use crmflow::kafka;
 use crmflow::model::{ChangeEvent, Lineage, Op};
 use crmflow::operators::{self, Canonical};
 use crmflow::runtime::StageName;
@@ -16,9 +16,6 @@ use crmflow::sources::hubspot::{self, record};
 use crmflow_hubspot::signature::{sign_v3, SIGNATURE_V3_HEADER, TIMESTAMP_HEADER};
 use crmflow_hubspot::sim::{SimConfig, SimHandle, Simulator};
 use crmflow_hubspot::wire::{modified_property, CrmObject};
-use futures::StreamExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{crmflow_cmd, isolated_config, ChildGuard};
@@ -39,20 +36,7 @@ pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     cfg.hubspot = Some(HubspotConfig {
         base_url: sim.base_url(),
         access_token: Some(sim.private_app_token().into()),
-        objects: vec![
-            HubspotObject {
-                entity: "contact".into(),
-                object_type: "contacts".into(),
-                object_type_id: Some("0-1".into()),
-                properties: vec![],
-            },
-            HubspotObject {
-                entity: "job".into(),
-                object_type: "jobs".into(),
-                object_type_id: Some(sim.jobs_object_type_id()),
-                properties: vec![],
-            },
-        ],
+        objects: HubspotObject::contacts_and_jobs(sim.jobs_object_type_id()),
         poll_interval_secs: 1,
         overlap_ms: 2_000,
         mode: HubspotMode::Poll,
@@ -70,62 +54,7 @@ pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
 
 /// Every event on `crm.raw.hubspot.<entity>`, from the beginning to the current end.
 pub(crate) async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
-    let topic = Topics::new(&cfg.kafka).raw("hubspot", entity);
-    let consumer: StreamConsumer = kafka::client_config(&cfg.kafka)
-        .set(
-            "group.id",
-            format!("{}check-{}", cfg.kafka.topic_prefix, rand::random::<u32>()),
-        )
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut ends = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..cfg.kafka.partitions {
-        // A loaded machine can make one metadata round trip slow: try again before failing.
-        let mut tries = 0;
-        let (lo, hi) = loop {
-            match consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)) {
-                Ok(w) => break w,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    eprintln!("watermarks of {topic}/{p}: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => panic!("watermarks of {topic}/{p}: {e}"),
-            }
-        };
-        if hi > lo {
-            ends.insert(p, hi);
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .expect("assign");
-        }
-    }
-    let mut out = Vec::new();
-    if ends.is_empty() {
-        return out;
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut stream = consumer.stream();
-    while !ends.is_empty() {
-        let msg = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .expect("message within 30 s")
-            .expect("stream")
-            .expect("message");
-        let e = crmflow::codec::change_event()
-            .decode(msg.payload().expect("payload"))
-            .expect("avro");
-        assert_eq!(msg.key(), Some(e.record_id.as_bytes()), "key = record id");
-        out.push(e);
-        if ends
-            .get(&msg.partition())
-            .is_some_and(|&hi| msg.offset() + 1 >= hi)
-        {
-            ends.remove(&msg.partition());
-        }
-    }
-    out
+    crate::ingest::read_raw_events(cfg, "hubspot", entity, false).await
 }
 
 /// The newest event per record id; every event of one (id, version, op) has one event id.

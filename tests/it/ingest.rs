@@ -65,8 +65,20 @@ pub(crate) async fn raw_events(cfg: &Config, entity: &str) -> Vec<ChangeEvent> {
     raw_events_of(cfg, "bullhorn", entity).await
 }
 
-/// Every event on `crm`'s raw topic of `entity`, from the beginning to the current end.
+/// Every event on `crm`'s raw topic of `entity`, from the beginning to the current end; each
+/// message carries a `traceparent` header.
 pub(crate) async fn raw_events_of(cfg: &Config, crm: &str, entity: &str) -> Vec<ChangeEvent> {
+    read_raw_events(cfg, crm, entity, true).await
+}
+
+/// Every event on `crm`'s raw topic of `entity`, from the beginning to the current end, each
+/// message keyed by its record id; `traced`: each also carries a `traceparent` header.
+pub(crate) async fn read_raw_events(
+    cfg: &Config,
+    crm: &str,
+    entity: &str,
+    traced: bool,
+) -> Vec<ChangeEvent> {
     let topic = Topics::new(&cfg.kafka).raw(crm, entity);
     let consumer: StreamConsumer = kafka::client_config(&cfg.kafka)
         .set(
@@ -79,9 +91,19 @@ pub(crate) async fn raw_events_of(cfg: &Config, crm: &str, entity: &str) -> Vec<
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..cfg.kafka.partitions {
-        let (lo, hi) = consumer
-            .fetch_watermarks(&topic, p, Duration::from_secs(10))
-            .expect("watermarks");
+        // A loaded machine can make one metadata round trip slow: try again before failing.
+        let mut tries = 0;
+        let (lo, hi) = loop {
+            match consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)) {
+                Ok(w) => break w,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("watermarks of {topic}/{p}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("watermarks of {topic}/{p}: {e}"),
+            }
+        };
         if hi > lo {
             ends.insert(p, hi);
             tpl.add_partition_offset(&topic, p, Offset::Beginning)
@@ -101,7 +123,7 @@ pub(crate) async fn raw_events_of(cfg: &Config, crm: &str, entity: &str) -> Vec<
             .expect("stream")
             .expect("message");
         assert!(
-            trace::extract(msg.headers()).is_some(),
+            !traced || trace::extract(msg.headers()).is_some(),
             "traceparent header"
         );
         let e = crmflow::codec::change_event()
