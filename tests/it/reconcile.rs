@@ -401,7 +401,7 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     let progress = loop {
         let row = client
             .query_opt(
-                "SELECT last_id, gone FROM reconcile_runs WHERE state = 'running' AND last_id IS NOT NULL",
+                "SELECT ranges::text, gone FROM reconcile_runs WHERE state = 'running' AND ranges IS NOT NULL",
                 &[],
             )
             .await
@@ -422,6 +422,13 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     child.kill().unwrap();
     child.wait().unwrap();
     eprintln!("killed after {progress:?}");
+    // The id span was split into ranges listed concurrently, each with its own progress.
+    let ranges: Vec<serde_json::Value> = serde_json::from_str(&progress.0).unwrap();
+    assert_eq!(ranges.len(), 8, "4 listings x 2 ranges: {ranges:?}");
+    assert!(
+        ranges.iter().filter(|r| !r["last"].is_null()).count() >= 2,
+        "several ranges moved at once: {ranges:?}"
+    );
     assert!(
         (progress.1 as usize) < live_ids.len(),
         "killed before the end"
