@@ -15,7 +15,8 @@ pub struct ReconcileConfig {
     /// 0 < share <= 1 (1 for a standalone run that may take the whole budget). While scheduled reconciliation is on, ingest keeps the rest (`1 - share`), so
     /// the two together stay under the CRM's limit and ingest is never starved.
     pub api_share: f64,
-    /// Records listed per CRM request (Bullhorn's maximum `count` is 500).
+    /// Records listed per CRM request, capped at each CRM's largest page; 0 (the default) = that
+    /// largest page (Bullhorn 500, HubSpot 100, Salesforce 2,000).
     pub page_size: u32,
     /// Ids per re-read request for missing and stale records.
     pub reread_batch: u32,
@@ -31,7 +32,7 @@ impl Default for ReconcileConfig {
         Self {
             interval_secs: None,
             api_share: 0.2,
-            page_size: 500,
+            page_size: 0,
             reread_batch: 100,
             list_concurrency: 4,
         }
@@ -86,6 +87,14 @@ impl ReconcileConfig {
         n
     }
 
+    /// The listing page of a CRM whose largest page is `max`.
+    pub fn page(&self, max: u32) -> u32 {
+        match self.page_size {
+            0 => max.max(1),
+            n => n.clamp(1, max.max(1)),
+        }
+    }
+
     /// The number of listings in flight per entity (at least 1).
     pub fn concurrency(&self) -> usize {
         self.list_concurrency.clamp(1, 64) as usize
@@ -124,6 +133,13 @@ mod tests {
         };
         assert_eq!(c.budget(1_000), 200);
         assert_eq!(c.interval(), Some(std::time::Duration::from_secs(60)));
+        assert_eq!(c.page(500), 500);
+        assert_eq!(c.page(2_000), 2_000);
+        let c = ReconcileConfig {
+            page_size: 20,
+            ..Default::default()
+        };
+        assert_eq!((c.page(500), c.page(10)), (20, 10));
     }
 
     #[test]

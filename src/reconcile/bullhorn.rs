@@ -58,7 +58,7 @@ impl BullhornLister {
         Ok(Self {
             client,
             cfg: cfg.bullhorn.clone(),
-            page_size: cfg.reconcile.page_size.clamp(1, MAX_PAGE),
+            page_size: cfg.reconcile.page(MAX_PAGE),
             reread_batch: cfg.reconcile.reread_batch.clamp(1, MAX_PAGE) as usize,
         })
     }

@@ -41,7 +41,7 @@ impl HubspotLister {
         let mut cc =
             crate::sources::hubspot::client_config(hs, &cfg.ingress).map_err(SourceError::from)?;
         cc.requests_per_10s = cfg.reconcile.tenth_burst_limit(hs.requests_per_10s);
-        let page_size = cfg.reconcile.page_size.clamp(1, cc.list_page_max);
+        let page_size = cfg.reconcile.page(cc.list_page_max);
         let client = HubSpotClient::new(cc).map_err(client_error)?;
         Ok(Self {
             client,

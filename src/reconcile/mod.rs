@@ -24,6 +24,7 @@ pub mod engine;
 pub mod hubspot;
 pub mod paging;
 pub mod runs;
+pub mod salesforce;
 pub mod schedule;
 
 use futures::future::BoxFuture;
@@ -227,10 +228,13 @@ pub async fn listers(cfg: &Config, opts: &Options) -> Result<Vec<Box<dyn Lister>
     {
         out.push(Box::new(hubspot::HubspotLister::new(cfg, hs)?));
     }
+    if cfg.salesforce.enabled && wanted(salesforce::CRM) {
+        out.push(Box::new(salesforce::SalesforceLister::new(cfg)?));
+    }
     if let Some(crm) = &opts.crm {
         if out.is_empty() {
             return Err(ReconcileError::Config(format!(
-                "cannot reconcile {crm:?}: reconciliation supports bullhorn and hubspot, when configured"
+                "cannot reconcile {crm:?}: reconciliation supports bullhorn, hubspot and salesforce, when configured"
             )));
         }
     }

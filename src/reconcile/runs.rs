@@ -52,6 +52,11 @@ impl ReconcileLock {
 
 /// The canonical table of a CRM entity (`candidates` or `positions`).
 pub fn table_of(entity: &str) -> Option<&'static str> {
+    // A Salesforce custom object (`Position__c`) is named after its canonical entity.
+    let entity = entity
+        .strip_suffix("__c")
+        .or_else(|| entity.strip_suffix("__C"))
+        .unwrap_or(entity);
     match crate::lineage::canonical_entity(entity)? {
         "candidate" => Some("candidates"),
         "position" => Some("positions"),

@@ -24,14 +24,11 @@ const ALL: [StageName; 5] = [
     StageName::Match,
 ];
 
+/// Ingest to Postgres, without vectors and matches.
+const SINKED: [StageName; 3] = [StageName::Ingest, StageName::Normalize, StageName::Sink];
+
 async fn pipeline(cfg: &Config) {
-    tokio::time::timeout(
-        Duration::from_secs(240),
-        crmflow::run::run(cfg.clone(), &ALL, true),
-    )
-    .await
-    .expect("one-shot pipeline within 240 s")
-    .expect("one-shot pipeline");
+    run_once(cfg, &ALL).await;
 }
 
 async fn config(test: &str, sim: &SimHandle, ml: &crmflow_embedding::sim::SimHandle) -> Config {
@@ -126,6 +123,49 @@ async fn assert_equal_to_sim(
 
 fn kinds(r: &EntityReport) -> [u64; 5] {
     [r.missing, r.stale, r.gone, r.newer_in_pg, r.in_dlq]
+}
+
+/// Runs `stages` once, until caught up.
+async fn run_once(cfg: &Config, stages: &[StageName]) {
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        crmflow::run::run(cfg.clone(), stages, true),
+    )
+    .await
+    .expect("one-shot within 240 s")
+    .expect("one-shot");
+}
+
+/// One reconcile of `crm` (all when `None`) and `entity`.
+async fn reconcile_of(
+    cfg: &Config,
+    crm: Option<&str>,
+    entity: Option<&str>,
+    dry_run: bool,
+) -> Vec<EntityReport> {
+    let reports = reconcile::run(
+        cfg,
+        &Options {
+            crm: crm.map(Into::into),
+            entity: entity.map(Into::into),
+            dry_run,
+        },
+    )
+    .await
+    .expect("reconcile");
+    eprintln!(
+        "{}: {}",
+        if dry_run { "dry run" } else { "reconcile" },
+        reconcile::render(&reports)
+    );
+    reports
+}
+
+/// A dry run finds nothing left to repair.
+async fn assert_converged(cfg: &Config, crm: Option<&str>) {
+    for r in &reconcile_of(cfg, crm, None, true).await {
+        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,18 +270,9 @@ async fn one_reconcile_heals_hard_deletes_merges_lapsed_events_and_hand_damage()
     // A dry run reports and changes nothing.
     let before_rows = rows(&cfg, "candidates").await;
     let before_events = raw_events(&cfg, "Candidate").await.len();
-    let dry = reconcile::run(
-        &cfg,
-        &Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("dry run");
+    let dry = reconcile_of(&cfg, None, None, true).await;
     let dry_c = dry.iter().find(|r| r.entity == "Candidate").unwrap();
     let dry_j = dry.iter().find(|r| r.entity == "JobOrder").unwrap();
-    eprintln!("dry run: {}", reconcile::render(&dry));
     // missing, stale, gone, newer_in_pg, in_dlq
     assert_eq!(kinds(dry_c)[..4], [1, 6 + 1, 5 + 3, 1], "{dry_c:?}");
     assert_eq!(kinds(dry_j)[..4], [0, 0, 2, 0], "{dry_j:?}");
@@ -264,10 +295,7 @@ async fn one_reconcile_heals_hard_deletes_merges_lapsed_events_and_hand_damage()
     assert_eq!(runs, 0, "a dry run records no run");
 
     // The real run: the same counts, every repair sent.
-    let real = reconcile::run(&cfg, &Options::default())
-        .await
-        .expect("reconcile");
-    eprintln!("reconcile: {}", reconcile::render(&real));
+    let real = reconcile_of(&cfg, None, None, false).await;
     let real_c = real.iter().find(|r| r.entity == "Candidate").unwrap();
     let real_j = real.iter().find(|r| r.entity == "JobOrder").unwrap();
     assert_eq!(kinds(real_c), kinds(dry_c));
@@ -331,18 +359,7 @@ async fn one_reconcile_heals_hard_deletes_merges_lapsed_events_and_hand_damage()
     assert_ne!(first.as_deref(), Some("CORRUPT"));
 
     // Converged: a second look finds nothing left to repair.
-    let again = reconcile::run(
-        &cfg,
-        &Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    for r in &again {
-        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
-    }
+    assert_converged(&cfg, None).await;
     let status = crmflow::status::read(&cfg).await.unwrap();
     let last = status
         .reconcile
@@ -471,18 +488,7 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     assert_eq!(runs[0].0, "done");
     pipeline(&cfg).await;
     assert_equal_to_sim(&cfg, &sim, "Candidate", "candidates", &[]).await;
-    let again = reconcile::run(
-        &cfg,
-        &Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    for r in &again {
-        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
-    }
+    assert_converged(&cfg, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,17 +530,7 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
     .await
     .expect("hubspot simulator");
     let mut cfg = crate::hubspot::setup("rec_hs", &sim).await;
-    let stages = [StageName::Ingest, StageName::Normalize, StageName::Sink];
-    let once = |cfg: Config| async move {
-        tokio::time::timeout(
-            Duration::from_secs(240),
-            crmflow::run::run(cfg, &stages, true),
-        )
-        .await
-        .expect("one-shot within 240 s")
-        .expect("one-shot");
-    };
-    once(cfg.clone()).await;
+    run_once(&cfg, &SINKED).await;
     let before = rows(&cfg, "candidates").await;
     let ids = live(&before, 5, &HashSet::new());
     // Three GDPR deletions nobody reports (one over HTTP), a row removed and a row set back by hand.
@@ -565,20 +561,10 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
         )
         .await
         .unwrap();
-    once(cfg.clone()).await;
+    run_once(&cfg, &SINKED).await;
 
     cfg.reconcile.page_size = 40;
-    let reports = reconcile::run(
-        &cfg,
-        &Options {
-            crm: Some("hubspot".into()),
-            entity: Some("contact".into()),
-            dry_run: false,
-        },
-    )
-    .await
-    .expect("reconcile hubspot");
-    eprintln!("{}", reconcile::render(&reports));
+    let reports = reconcile_of(&cfg, Some("hubspot"), Some("contact"), false).await;
     let r = &reports[0];
     assert_eq!((r.crm.as_str(), r.entity.as_str()), ("hubspot", "contact"));
     assert_eq!(
@@ -587,7 +573,7 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
         "{r:?}"
     );
     assert_eq!(r.repaired, 5);
-    once(cfg.clone()).await;
+    run_once(&cfg, &SINKED).await;
     let after = rows(&cfg, "candidates").await;
     for id in &ids[..3] {
         assert!(after[id].1, "{id} tombstoned");
@@ -600,17 +586,127 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
         after[&ids[4]], before[&ids[4]],
         "the set-back row is current again"
     );
-    let again = reconcile::run(
-        &cfg,
-        &Options {
-            crm: Some("hubspot".into()),
-            dry_run: true,
-            ..Default::default()
-        },
-    )
+    assert_converged(&cfg, Some("hubspot")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_purges_merges_and_hand_damage_are_healed() {
+    use crmflow_salesforce::sim::{SimConfig, Simulator};
+    let sim = Simulator::start(SimConfig {
+        contacts: 300,
+        positions: 20,
+        ..SimConfig::for_tests()
+    })
     .await
-    .unwrap();
-    for r in &again {
-        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
+    .expect("salesforce simulator");
+    let mut cfg = crate::salesforce::setup("rec_sf", &sim).await;
+    run_once(&cfg, &SINKED).await;
+    let before = rows(&cfg, "candidates").await;
+    let mut ids: Vec<String> = before
+        .iter()
+        .filter(|(_, (_, d))| !d)
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    let ids = &ids[..7];
+    // Two hard deletes nobody reports (one over HTTP); a merge whose loser is purged from the
+    // recycle bin before the poller sees it: only the winner's update is in the feed.
+    sim.purge("Contact", &ids[0]).unwrap();
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/sim/purge/Contact/{}", sim.base_url(), ids[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["purged"], ids[1].as_str());
+    sim.merge("Contact", &ids[2], &ids[3]).unwrap();
+    sim.purge("Contact", &ids[3]).unwrap();
+    assert!(
+        sim.get("Contact", &ids[3]).is_none(),
+        "the loser left no trace"
+    );
+    // A row removed and a row corrupted by hand.
+    let client = crmflow::store::connect(&cfg).await.unwrap();
+    client
+        .execute(
+            "DELETE FROM candidates WHERE crm = 'salesforce' AND crm_id = $1",
+            &[&ids[4]],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE candidates SET source_version = source_version - 5000, first_name = 'CORRUPT' \
+             WHERE crm = 'salesforce' AND crm_id = $1",
+            &[&ids[5]],
+        )
+        .await
+        .unwrap();
+    run_once(&cfg, &SINKED).await;
+    let damaged = rows(&cfg, "candidates").await;
+    for id in [&ids[0], &ids[1], &ids[3]] {
+        assert!(!damaged[id].1, "{id}: incremental capture saw no deletion");
     }
+
+    // Small pages, so the keyset paging is exercised.
+    cfg.reconcile.page_size = 40;
+    let dry = reconcile_of(&cfg, Some("salesforce"), Some("Contact"), true).await;
+    let real = reconcile_of(&cfg, Some("salesforce"), Some("Contact"), false).await;
+    let (d, r) = (&dry[0], &real[0]);
+    assert_eq!(
+        (r.crm.as_str(), r.entity.as_str()),
+        ("salesforce", "Contact")
+    );
+    // missing, stale, gone, newer_in_pg
+    assert_eq!(kinds(r)[..4], [1, 1, 3, 0], "{r:?}");
+    assert_eq!(kinds(d), kinds(r), "a dry run reports the same counts");
+    assert_eq!((d.repaired, r.repaired), (0, 5));
+    assert!(r.requests > 300 / 40, "{r:?}");
+    run_once(&cfg, &SINKED).await;
+    let after = rows(&cfg, "candidates").await;
+    for id in [&ids[0], &ids[1], &ids[3]] {
+        assert!(after[id].1, "{id} tombstoned");
+    }
+    assert_eq!(after[&ids[4]], before[&ids[4]], "the removed row is back");
+    assert_eq!(
+        after[&ids[5]], before[&ids[5]],
+        "the corrupted row is current"
+    );
+    let first: Option<String> = client
+        .query_one(
+            "SELECT first_name FROM candidates WHERE crm = 'salesforce' AND crm_id = $1",
+            &[&ids[5]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(first.as_deref(), Some("CORRUPT"));
+    // Postgres equals the simulator: every live contact at its SystemModstamp, the rest not live.
+    let truth: HashMap<String, (i64, bool)> = sim
+        .records("Contact")
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let t = crmflow_salesforce::wire::parse_datetime(c["SystemModstamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            (
+                c["Id"].as_str().unwrap().to_owned(),
+                (t, c["IsDeleted"] == true),
+            )
+        })
+        .collect();
+    let dlq: HashSet<String> = dead_letters(&cfg).into_iter().map(|(_, _, k)| k).collect();
+    for (id, (v, deleted)) in &after {
+        match truth.get(id) {
+            Some((tv, false)) => assert!(
+                (*v == *tv && !deleted) || dlq.contains(id),
+                "{id}: ({v}, {deleted}) vs CRM {tv}"
+            ),
+            _ => assert!(*deleted, "{id}: live row, deleted or absent in the CRM"),
+        }
+    }
+    assert_converged(&cfg, Some("salesforce")).await;
 }
