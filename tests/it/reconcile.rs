@@ -600,6 +600,7 @@ async fn salesforce_purges_merges_and_hand_damage_are_healed() {
     .await
     .expect("salesforce simulator");
     let mut cfg = crate::salesforce::setup("rec_sf", &sim).await;
+    cfg.bullhorn.enabled = false;
     run_once(&cfg, &SINKED).await;
     let before = rows(&cfg, "candidates").await;
     let mut ids: Vec<String> = before
@@ -612,7 +613,11 @@ async fn salesforce_purges_merges_and_hand_damage_are_healed() {
     // Two hard deletes nobody reports (one over HTTP); a merge whose loser is purged from the
     // recycle bin before the poller sees it: only the winner's update is in the feed.
     sim.purge("Contact", &ids[0]).unwrap();
-    let r: Value = reqwest::Client::new()
+    let tls = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r: Value = tls
         .post(format!("{}/sim/purge/Contact/{}", sim.base_url(), ids[1]))
         .send()
         .await
