@@ -196,6 +196,7 @@ async fn main() {
     sim.reset_stats();
     let rss_before = common::vm_kib("VmRSS:");
     let hwm_before = common::vm_kib("VmHWM:");
+    let load_before = loadavg();
     let t = Instant::now();
     let reports = reconcile::run(&full, &Options::default())
         .await
@@ -224,10 +225,9 @@ async fn main() {
     let rpm = r.requests as f64 / elapsed * 60.0;
     let (rate, burst) = full.reconcile.per_minute_limit(CEILING_RPM);
     println!(
-        "reconcile bench: {records} Bullhorn candidates, sim limit {CEILING_RPM} req/min, sim latency {latency} ms, client budget {} req/min (api_share 0.98: rate {rate}/min + burst {burst}), list_concurrency {}; load average before: {}",
+        "reconcile bench: {records} Bullhorn candidates, sim limit {CEILING_RPM} req/min, sim latency {latency} ms, client budget {} req/min (api_share 0.98: rate {rate}/min + burst {burst}), list_concurrency {}; load average before: {load_before}",
         full.reconcile.budget(CEILING_RPM),
         full.reconcile.concurrency(),
-        loadavg()
     );
     println!("  made drift       gone {gone}, stale {stale}, missing {missing}");
     println!(

@@ -1,11 +1,14 @@
-//! One reconcile pass over one CRM entity: list the CRM page by page (the next page is fetched
-//! while the current one is compared and repaired), merge each page with the Postgres rows of the
-//! same id range and re-check what differs against the current rows (the cursor's snapshot is as
-//! old as the run). Findings wait in a batch (`reconcile.reread_batch`) so the CRM sees one re-read
+//! One reconcile pass over one CRM entity. The lister splits the id space into ranges
+//! ([`super::Lister::split`]); `reconcile.list_concurrency` of them run at once, each listing the
+//! CRM page by page (the next page is fetched while the current one is compared and repaired),
+//! merging each page with the Postgres rows of the same id range (a cursor on a connection of its
+//! own) and re-checking what differs against the current rows (the cursor's snapshot is as old as
+//! the run). Each range records its own progress and counts in the run's row, so a killed run
+//! resumes every range where it stopped. Findings wait in a batch (`reconcile.reread_batch`) so the CRM sees one re-read
 //! and one gone check per batch rather than per page; a full batch is checked (`gone` against the
 //! CRM by id), counted, repaired (re-read and emit, or tombstone) and acknowledged by Kafka, and
-//! only a page boundary with no pending finding is recorded as done. Rows past the CRM's last id
-//! are swept at the end.
+//! only a page boundary with no pending finding is recorded as done. Rows past the CRM's last id in
+//! a range are swept at the range's end.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -108,6 +111,9 @@ struct Progress {
     base_requests: u64,
     requests_before: u64,
     ranges: tokio::sync::Mutex<Vec<RangeProgress>>,
+    /// Counts of ranges stopped by shutdown, past what they saved (for this run's report only: the
+    /// row keeps the saved counts, which match the saved progress a resumed run continues from).
+    stopped: tokio::sync::Mutex<HashMap<usize, Counts>>,
 }
 
 impl Progress {
@@ -132,9 +138,18 @@ impl Progress {
         r
     }
 
-    /// The report as saved so far.
+    /// A range stopped by shutdown, with what it counted.
+    async fn stopped(&self, index: usize, counts: &Counts) {
+        self.stopped.lock().await.insert(index, counts.clone());
+    }
+
+    /// What this run did: the saved state, and what stopped ranges counted since their last save.
     async fn report(&self, requests_now: u64) -> EntityReport {
-        self.totals(&self.ranges.lock().await, requests_now)
+        let mut ranges = self.ranges.lock().await.clone();
+        for (i, counts) in self.stopped.lock().await.iter() {
+            ranges[*i].counts = counts.clone();
+        }
+        self.totals(&ranges, requests_now)
     }
 }
 
@@ -219,6 +234,7 @@ impl EntityCtx<'_> {
             base_requests: base.requests,
             requests_before,
             ranges: tokio::sync::Mutex::new(ranges.clone()),
+            stopped: Default::default(),
         };
         let result = async {
             let topic = self.emitter_topic();
@@ -313,6 +329,7 @@ impl EntityCtx<'_> {
         let batch = self.cfg.reconcile.reread_batch.max(1) as usize;
         loop {
             if self.shutdown.is_cancelled() {
+                progress.stopped(index, &state.counts).await;
                 return Ok(false);
             }
             let at_end = paging::clip(order, &mut page, through.as_deref()) || page.is_empty();

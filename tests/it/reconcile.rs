@@ -715,3 +715,70 @@ async fn salesforce_purges_merges_and_hand_damage_are_healed() {
     }
     assert_converged(&cfg, Some("salesforce")).await;
 }
+
+/// HubSpot in webhook mode: a subscription that lapses loses the changes made meanwhile (the
+/// simulator sends them to no one), and one reconcile finds them stale and heals them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_lapsed_webhook_subscription_is_healed() {
+    use crmflow_hubspot::sim::SimConfig;
+    let sim = crate::hubspot::start_sim(SimConfig {
+        contacts: 120,
+        jobs: 10,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    let mut cfg = crate::hubspot::setup("rec_hs_lapse", &sim).await;
+    cfg.ingress.listen = "127.0.0.1:0".into();
+    run_once(&cfg, &SINKED).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ing = crmflow::ingress::serve(&cfg, stop.clone())
+        .await
+        .expect("ingress");
+    sim.set_webhook_target(Some(&ing.url), None);
+    let ids = live(&rows(&cfg, "candidates").await, 6, &HashSet::new());
+    let update = |id: &String, title: &str| {
+        sim.update("contacts", id.parse().unwrap(), &[("jobtitle", title)])
+            .unwrap();
+    };
+    // Delivered while the subscription is live.
+    for id in &ids[..2] {
+        update(id, "Delivered");
+    }
+    crate::hubspot::webhooks_settled(&sim).await;
+    // Lapsed: these changes reach no one.
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/sim/webhooks", sim.base_url()))
+        .json(&json!({ "url": null }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["url"].is_null(), "{r}");
+    for id in &ids[2..] {
+        update(id, "Lost in the lapse");
+    }
+    sim.set_webhook_target(Some(&ing.url), None);
+    // Without the poller, only what the webhooks brought reaches Postgres.
+    let applied = [StageName::Normalize, StageName::Sink];
+    run_once(&cfg, &applied).await;
+    let before = rows(&cfg, "candidates").await;
+
+    let dry = reconcile_of(&cfg, Some("hubspot"), Some("contact"), true).await;
+    let real = reconcile_of(&cfg, Some("hubspot"), Some("contact"), false).await;
+    // missing, stale, gone, newer_in_pg
+    assert_eq!(kinds(&real[0])[..4], [0, 4, 0, 0], "{:?}", real[0]);
+    assert_eq!(kinds(&dry[0]), kinds(&real[0]));
+    assert_eq!(real[0].repaired, 4);
+    run_once(&cfg, &applied).await;
+    let after = rows(&cfg, "candidates").await;
+    for id in &ids[2..] {
+        assert!(after[id].0 > before[id].0, "{id} moved to the lost version");
+    }
+    for id in &ids[..2] {
+        assert_eq!(after[id], before[id], "{id} was already current");
+    }
+    assert_converged(&cfg, Some("hubspot")).await;
+    stop.cancel();
+}
