@@ -130,6 +130,12 @@ async fn ingest_latencies(
     out
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn summary(v: &[Duration]) -> String {
     let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
@@ -190,6 +196,7 @@ async fn main() {
     sim.reset_stats();
     let rss_before = common::vm_kib("VmRSS:");
     let hwm_before = common::vm_kib("VmHWM:");
+    let load_before = loadavg();
     let t = Instant::now();
     let reports = reconcile::run(&full, &Options::default())
         .await
@@ -216,9 +223,11 @@ async fn main() {
     let ids_per_s = r.listed as f64 / elapsed;
     let ceiling = f64::from(CEILING_RPM) * 500.0 / 60.0;
     let rpm = r.requests as f64 / elapsed * 60.0;
+    let (rate, burst) = full.reconcile.per_minute_limit(CEILING_RPM);
     println!(
-        "reconcile bench: {records} Bullhorn candidates, sim limit {CEILING_RPM} req/min, sim latency {latency} ms, client budget {} req/min (api_share 0.98)",
-        full.reconcile.budget(CEILING_RPM)
+        "reconcile bench: {records} Bullhorn candidates, sim limit {CEILING_RPM} req/min, sim latency {latency} ms, client budget {} req/min (api_share 0.98: rate {rate}/min + burst {burst}), list_concurrency {}; load average before: {load_before}",
+        full.reconcile.budget(CEILING_RPM),
+        full.reconcile.concurrency(),
     );
     println!("  made drift       gone {gone}, stale {stale}, missing {missing}");
     println!(
@@ -237,6 +246,7 @@ async fn main() {
         count("entity/"),
         status("429")
     );
+    println!("  load average     {} (after part 1)", loadavg());
     println!(
         "  peak RSS         {} MiB (VmHWM, simulator with {records} records included; before the run: RSS {} MiB, VmHWM {} MiB)",
         common::vm_kib("VmHWM:") / 1024,
@@ -309,14 +319,23 @@ async fn main() {
         cfg.reconcile.share(),
         summary(&during)
     );
+    // The limiter lets through at most `burst + rate x window` in a window: a short window's
+    // requests scaled to a minute overstate the rate by the burst.
+    let (rate, burst) = cfg.reconcile.per_minute_limit(CEILING_RPM);
+    let allowed = f64::from(burst) + f64::from(rate) * window / 60.0;
     println!(
-        "  scheduled share  reconcile listed {} ids in {window:.1} s ({:.0} ids/s, {} requests = {:.0}/min of its {} req/min), ingest budget {} req/min",
+        "  scheduled share  reconcile listed {} ids in {window:.1} s ({:.0} ids/s), {} requests (the limiter allows at most {allowed:.0} in {window:.1} s: burst {burst} + {rate}/min; steady rate {:.0}/min of its {} req/min share), ingest budget {} req/min; load average {}",
         p.listed,
         p.listed as f64 / window,
         p.requests,
-        p.requests as f64 / window * 60.0,
+        (p.requests as f64 - f64::from(burst)).max(0.0) / window * 60.0,
         cfg.reconcile.budget(CEILING_RPM),
-        ingest.bullhorn.requests_per_minute
+        ingest.bullhorn.requests_per_minute,
+        loadavg()
+    );
+    assert!(
+        p.requests as f64 <= allowed + 1.0,
+        "the scheduled reconcile overshot its share"
     );
     sim.shutdown().await;
 }

@@ -1,18 +1,19 @@
-//! Bullhorn's [`Lister`]: `GET query/{Entity}?where=id>{after}&fields=id,dateLastModified,isDeleted
-//! &orderBy=id&count=500` (a keyset listing: each page starts after the last id of the one before,
-//! so records inserted or removed meanwhile never shift a page), soft-deleted records included.
-//! Re-reads are `GET entity/{Entity}/{id,id,..}` with the ingest's `fields` list, emitted exactly as
-//! the poller emits them. The client has its own budget: `reconcile.api_share` of
-//! `bullhorn.requests_per_minute`.
-
-use std::collections::HashSet;
+//! Bullhorn's [`Lister`]: `GET query/{Entity}?where=id>{after} AND id<={through}&fields=id,
+//! dateLastModified,isDeleted&orderBy=id&count=500` (a keyset listing: each page starts after the
+//! last id of the one before, so records inserted or removed meanwhile never shift a page),
+//! soft-deleted records included. The id span is learnt with one `orderBy=-id&count=1` request and
+//! split into ranges the engine lists concurrently. Re-reads are `GET entity/{Entity}/{id,id,..}`
+//! with the ingest's `fields` list, emitted exactly as the poller emits them. The client has its
+//! own bucket inside `reconcile.api_share` of `bullhorn.requests_per_minute`
+//! ([`crate::config::ReconcileConfig::per_minute_limit`]: rate plus burst within the share).
 
 use crmflow_bullhorn::client::BullhornClient;
 use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::diff::{IdOrder, Listed};
-use super::{Finding, Kind, Lister, ReconcileError, H_OP, H_REASON};
+use super::paging::{self, IdRange};
+use super::{Finding, Lister, ReconcileError, H_OP, H_REASON};
 use crate::config::Config;
 use crate::kafka::trace::TraceParent;
 use crate::kafka::Delivery;
@@ -42,15 +43,22 @@ impl BullhornLister {
     /// A client with reconciliation's share of the budget, logged in.
     pub async fn connect(cfg: &Config) -> Result<Self, ReconcileError> {
         let mut cc = client_config(&cfg.bullhorn)?;
-        cc.requests_per_minute = cfg.reconcile.budget(cfg.bullhorn.requests_per_minute);
-        cc.burst = cc.burst.min(cc.requests_per_minute);
+        let (rate, burst) = cfg
+            .reconcile
+            .per_minute_limit(cfg.bullhorn.requests_per_minute);
+        cc.requests_per_minute = rate;
+        cc.burst = burst;
+        // Every concurrent listing, plus a re-read or gone check beside each.
+        cc.max_concurrent_requests = cc
+            .max_concurrent_requests
+            .max(2 * cfg.reconcile.concurrency());
         let client = BullhornClient::connect(cc)
             .await
             .map_err(crate::sources::SourceError::from)?;
         Ok(Self {
             client,
             cfg: cfg.bullhorn.clone(),
-            page_size: cfg.reconcile.page_size.clamp(1, MAX_PAGE),
+            page_size: cfg.reconcile.page(MAX_PAGE),
             reread_batch: cfg.reconcile.reread_batch.clamp(1, MAX_PAGE) as usize,
         })
     }
@@ -59,25 +67,26 @@ impl BullhornLister {
         &self,
         entity: &str,
         after: Option<&str>,
+        through: Option<&str>,
     ) -> Result<Vec<Listed>, ReconcileError> {
-        let after: i64 = match after {
-            Some(a) => a.parse().map_err(|_| {
-                ReconcileError::Config(format!(
-                    "bullhorn {entity}: resume id {a:?} is not a number"
-                ))
-            })?,
-            None => 0,
+        let after = paging::numeric_after(CRM, entity, after)?.unwrap_or(0);
+        let where_ = match paging::numeric_after(CRM, entity, through)? {
+            Some(t) => format!("id>{after} AND id<={t}"),
+            None => format!("id>{after}"),
         };
+        self.query(entity, &where_, "id", self.page_size).await
+    }
+
+    async fn query(
+        &self,
+        entity: &str,
+        where_: &str,
+        order_by: &str,
+        count: u32,
+    ) -> Result<Vec<Listed>, ReconcileError> {
         let page = self
             .client
-            .query::<Box<RawValue>>(
-                entity,
-                &format!("id>{after}"),
-                LIST_FIELDS,
-                Some("id"),
-                0,
-                self.page_size,
-            )
+            .query::<Box<RawValue>>(entity, where_, LIST_FIELDS, Some(order_by), 0, count)
             .await
             .map_err(crate::sources::SourceError::from)?;
         page.data
@@ -118,21 +127,9 @@ impl BullhornLister {
         findings: &[Finding],
     ) -> Result<Vec<Delivery>, ReconcileError> {
         let entity = emitter.entity();
-        let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
-        let missing: HashSet<&str> = findings
-            .iter()
-            .filter(|f| f.kind == Kind::Missing)
-            .map(|f| f.id.as_str())
-            .collect();
-        let reason = |id: &str| {
-            if missing.contains(id) {
-                "reconcile.missing"
-            } else {
-                "reconcile.stale"
-            }
-        };
+        let rereads = paging::Rereads::new(findings);
         let records = self
-            .get(entity, &ids, &fields_of(&self.cfg, entity))
+            .get(entity, &rereads.ids, &fields_of(&self.cfg, entity))
             .await?;
         let tp = TraceParent::current_or_new();
         let mut deliveries = Vec::with_capacity(records.len());
@@ -158,7 +155,7 @@ impl BullhornLister {
                     },
                     Vec::new(),
                     &tp,
-                    &[(H_OP, op_name), (H_REASON, reason(&id))],
+                    &[(H_OP, op_name), (H_REASON, rereads.reason(&id))],
                 )
                 .await?;
             deliveries.extend(sent);
@@ -188,8 +185,24 @@ impl Lister for BullhornLister {
         &'a self,
         entity: &'a str,
         after: Option<&'a str>,
+        through: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Listed>, ReconcileError>> {
-        Box::pin(self.list_page(entity, after))
+        Box::pin(self.list_page(entity, after, through))
+    }
+
+    fn split<'a>(
+        &'a self,
+        entity: &'a str,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<IdRange>, ReconcileError>> {
+        Box::pin(async move {
+            if n <= 1 {
+                return Ok(vec![IdRange::all()]);
+            }
+            let last = self.query(entity, "id>0", "-id", 1).await?;
+            let max = last.first().and_then(|l| l.id.parse().ok()).unwrap_or(0);
+            Ok(paging::numeric_ranges(max, n))
+        })
     }
 
     fn still_present<'a>(
@@ -199,15 +212,11 @@ impl Lister for BullhornLister {
     ) -> BoxFuture<'a, Result<Vec<String>, ReconcileError>> {
         Box::pin(async move {
             let found = self.get(entity, ids, "id").await?;
-            let mut present = HashSet::new();
-            for raw in &found {
-                present.insert(RecordMeta::parse(entity, raw)?.id.to_string());
-            }
-            Ok(ids
+            let found = found
                 .iter()
-                .filter(|i| present.contains(*i))
-                .cloned()
-                .collect())
+                .map(|raw| Ok(RecordMeta::parse(entity, raw)?.id.to_string()))
+                .collect::<Result<Vec<String>, ReconcileError>>()?;
+            Ok(paging::present(ids, found.iter().map(String::as_str)))
         })
     }
 

@@ -1,14 +1,20 @@
-//! One reconcile pass over one CRM entity: list the CRM page by page (the next page is fetched
-//! while the current one is compared and repaired), merge each page with the Postgres rows of the
-//! same id range and re-check what differs against the current rows (the cursor's snapshot is as
-//! old as the run). Findings wait in a batch (`reconcile.reread_batch`) so the CRM sees one re-read
+//! One reconcile pass over one CRM entity. The lister splits the id space into ranges
+//! ([`super::Lister::split`]); `reconcile.list_concurrency` of them run at once, each listing the
+//! CRM page by page (the next page is fetched while the current one is compared and repaired),
+//! merging each page with the Postgres rows of the same id range (a cursor on a connection of its
+//! own) and re-checking what differs against the current rows (the cursor's snapshot is as old as
+//! the run). Each range records its own progress and counts in the run's row, so a killed run
+//! resumes every range where it stopped. Findings wait in a batch (`reconcile.reread_batch`) so the CRM sees one re-read
 //! and one gone check per batch rather than per page; a full batch is checked (`gone` against the
 //! CRM by id), counted, repaired (re-read and emit, or tombstone) and acknowledged by Kafka, and
-//! only a page boundary with no pending finding is recorded as done. Rows past the CRM's last id
-//! are swept at the end.
+//! only a page boundary with no pending finding is recorded as done. Rows past the CRM's last id in
+//! a range are swept at the range's end.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::time::Instant;
+
+use futures::StreamExt;
 
 use deadpool_postgres::Pool;
 use metrics::{counter, gauge};
@@ -18,7 +24,8 @@ use tracing::{info, warn};
 
 use super::diff::{self, classify, Finding, Kind, Listed, Stored};
 use super::dlq::DlqIndex;
-use super::runs::{self, PgSide, ReconcileLock};
+use super::paging::{self, IdRange};
+use super::runs::{self, Counts, PgSide, RangeProgress, ReconcileLock};
 use super::{EntityReport, Lister, Options, ReconcileError, H_OP, H_REASON, MODE};
 use crate::config::Config;
 use crate::kafka::trace::TraceParent;
@@ -92,6 +99,60 @@ pub async fn run_all(
     Ok(reports)
 }
 
+/// Id ranges per listing in flight: a range that lists slower than the others (a dense stretch,
+/// many repairs) then leaves no slot idle.
+const RANGES_PER_LISTING: usize = 2;
+
+/// A run's ranges and how they are saved: one range's save writes every range's state and the
+/// totals, serialized by the lock, so the row is always a consistent picture.
+struct Progress {
+    run_id: Option<i64>,
+    base: EntityReport,
+    base_requests: u64,
+    requests_before: u64,
+    ranges: tokio::sync::Mutex<Vec<RangeProgress>>,
+    /// Counts of ranges stopped by shutdown, past what they saved (for this run's report only: the
+    /// row keeps the saved counts, which match the saved progress a resumed run continues from).
+    stopped: tokio::sync::Mutex<HashMap<usize, Counts>>,
+}
+
+impl Progress {
+    async fn save(
+        &self,
+        ctx: &EntityCtx<'_>,
+        index: usize,
+        state: &RangeProgress,
+    ) -> Result<(), ReconcileError> {
+        let mut ranges = self.ranges.lock().await;
+        ranges[index] = state.clone();
+        if let Some(id) = self.run_id {
+            let report = self.totals(&ranges, ctx.lister.requests());
+            runs::save(ctx.pool, id, &ranges, &report).await?;
+        }
+        Ok(())
+    }
+
+    fn totals(&self, ranges: &[RangeProgress], requests_now: u64) -> EntityReport {
+        let mut r = runs::totals(&self.base, ranges);
+        r.requests = self.base_requests + requests_now.saturating_sub(self.requests_before);
+        r
+    }
+
+    /// A range stopped by shutdown, with what it counted.
+    async fn stopped(&self, index: usize, counts: &Counts) {
+        self.stopped.lock().await.insert(index, counts.clone());
+    }
+
+    /// What this run did: the saved state, and what stopped ranges counted since their last save.
+    async fn report(&self, requests_now: u64) -> EntityReport {
+        let mut ranges = self.ranges.lock().await.clone();
+        for (i, counts) in self.stopped.lock().await.iter() {
+            ranges[*i].counts = counts.clone();
+        }
+        self.totals(&ranges, requests_now)
+    }
+}
+
 struct EntityCtx<'a> {
     cfg: &'a Config,
     pool: &'a Pool,
@@ -103,7 +164,7 @@ struct EntityCtx<'a> {
 }
 
 impl EntityCtx<'_> {
-    async fn run(&self, lock: &mut ReconcileLock) -> Result<EntityReport, ReconcileError> {
+    async fn run(&self, _lock: &mut ReconcileLock) -> Result<EntityReport, ReconcileError> {
         let crm = self.lister.crm();
         let table = runs::table_of(self.entity).ok_or_else(|| {
             ReconcileError::Config(format!(
@@ -112,124 +173,89 @@ impl EntityCtx<'_> {
             ))
         })?;
         let started = Instant::now();
-        let (run_id, mut after, mut report) = if self.dry_run {
-            let report = EntityReport {
+        let requests_before = self.lister.requests();
+        let k = self.cfg.reconcile.concurrency();
+        let (run_id, ranges, base) = if self.dry_run {
+            let base = EntityReport {
                 crm: crm.to_owned(),
                 entity: self.entity.to_owned(),
                 dry_run: true,
                 ..Default::default()
             };
-            (None, None, report)
+            (None, None, base)
         } else {
             let row = runs::start(self.pool, crm, self.entity).await?;
-            (Some(row.run_id), row.last_id, row.report)
+            let ranges = match (row.ranges, row.report.resumed) {
+                (Some(r), true) if !r.is_empty() => Some(r),
+                // A run started before V9: one range, from where it stopped, with its counts.
+                (None, true) if row.last_id.is_some() => {
+                    let r = &row.report;
+                    Some(vec![RangeProgress {
+                        range: IdRange::all(),
+                        last: row.last_id.clone(),
+                        done: false,
+                        counts: Counts {
+                            listed: r.listed,
+                            missing: r.missing,
+                            stale: r.stale,
+                            gone: r.gone,
+                            newer_in_pg: r.newer_in_pg,
+                            in_dlq: r.in_dlq,
+                            repaired: r.repaired,
+                        },
+                    }])
+                }
+                _ => None,
+            };
+            (Some(row.run_id), ranges, row.report)
         };
-        if report.resumed {
-            info!(crm, entity = self.entity, after = ?after, "resuming an interrupted reconcile");
-        }
-        let requests_before = self.lister.requests();
-        let base_requests = report.requests;
+        let ranges = match ranges {
+            Some(r) => {
+                info!(
+                    crm,
+                    entity = self.entity,
+                    ranges = r.len(),
+                    "resuming an interrupted reconcile"
+                );
+                r
+            }
+            // Two ranges per listing in flight, so one slow range does not leave a slot idle.
+            None => self
+                .lister
+                .split(self.entity, k * RANGES_PER_LISTING)
+                .await?
+                .into_iter()
+                .map(RangeProgress::new)
+                .collect(),
+        };
+        let progress = Progress {
+            run_id,
+            base: base.clone(),
+            base_requests: base.requests,
+            requests_before,
+            ranges: tokio::sync::Mutex::new(ranges.clone()),
+            stopped: Default::default(),
+        };
         let result = async {
             let topic = self.emitter_topic();
             let dlq = DlqIndex::load(self.cfg, &topic).await?;
-            let tx = lock.client().transaction().await?;
-            let mut pg = PgSide::open(
-                &tx,
-                table,
-                crm,
-                &topic,
-                self.lister.order(),
-                after.as_deref(),
+            // Every range not done, `k` at a time.
+            let mut ranges = futures::stream::iter(
+                ranges
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, r)| !r.done)
+                    .map(|(i, r)| self.run_range(table, i, r, &dlq, &progress)),
             )
-            .await?;
-            let mut page = self.lister.list(self.entity, after.as_deref()).await?;
-            // Findings waiting for their repair: re-reads and gone checks go to the CRM in batches
-            // (not one request per page), and progress moves only when none is pending.
-            let mut pending: Vec<Finding> = Vec::new();
-            let batch = self.cfg.reconcile.reread_batch.max(1) as usize;
-            loop {
-                if self.shutdown.is_cancelled() {
-                    return Ok(false);
-                }
-                if page.is_empty() {
-                    // Rows past the CRM's last id: every live one is gone.
-                    loop {
-                        let rows = pg.take_through(None).await?;
-                        if rows.is_empty() {
-                            break;
-                        }
-                        let last = rows.last().map(|r| r.id.clone());
-                        self.compare(table, &[], &rows, &dlq, &mut report, &mut pending)
-                            .await?;
-                        if pending.len() >= batch {
-                            self.flush(&mut pending, &mut report).await?;
-                        }
-                        after = last;
-                        if pending.is_empty() {
-                            self.save(
-                                run_id,
-                                after.as_deref(),
-                                &mut report,
-                                requests_before,
-                                base_requests,
-                            )
-                            .await?;
-                        }
-                    }
-                    self.flush(&mut pending, &mut report).await?;
-                    self.save(
-                        run_id,
-                        after.as_deref(),
-                        &mut report,
-                        requests_before,
-                        base_requests,
-                    )
-                    .await?;
-                    return Ok(true);
-                }
-                let order = self.lister.order();
-                let in_order = order.is_sorted(page.iter().map(|l| l.id.as_str()))
-                    && after
-                        .as_deref()
-                        .is_none_or(|a| order.cmp(a, &page[0].id) == std::cmp::Ordering::Less);
-                if !in_order {
-                    return Err(ReconcileError::Unsorted {
-                        crm,
-                        entity: self.entity.to_owned(),
-                        after: after.clone(),
-                    });
-                }
-                let last = page[page.len() - 1].id.clone();
-                // The next page travels while this one is compared and repaired.
-                let (done, next) = tokio::join!(
-                    async {
-                        let rows = pg.take_through(Some(&last)).await?;
-                        self.compare(table, &page, &rows, &dlq, &mut report, &mut pending)
-                            .await?;
-                        if pending.len() >= batch {
-                            self.flush(&mut pending, &mut report).await?;
-                        }
-                        Ok::<_, ReconcileError>(())
-                    },
-                    self.lister.list(self.entity, Some(&last))
-                );
-                done?;
-                page = next?;
-                after = Some(last);
-                if pending.is_empty() {
-                    self.save(
-                        run_id,
-                        after.as_deref(),
-                        &mut report,
-                        requests_before,
-                        base_requests,
-                    )
-                    .await?;
-                }
+            .buffer_unordered(k);
+            let mut complete = true;
+            while let Some(done) = ranges.next().await {
+                complete &= done?;
             }
+            Ok::<_, ReconcileError>(complete)
         }
         .await;
-        report.requests = base_requests + self.lister.requests().saturating_sub(requests_before);
+        let mut report = progress.report(self.lister.requests()).await;
         report.duration_seconds = started.elapsed().as_secs_f64();
         match result {
             Ok(true) => {
@@ -265,23 +291,125 @@ impl EntityCtx<'_> {
         }
     }
 
-    fn emitter_topic(&self) -> String {
-        Topics::new(&self.cfg.kafka).raw(self.lister.crm(), self.entity)
+    /// Lists one id range page by page (the next page is fetched while the current one is
+    /// compared and repaired) against the Postgres rows of the same range, read through a cursor
+    /// on a connection of its own; `false` when stopped by shutdown.
+    async fn run_range(
+        &self,
+        table: &str,
+        index: usize,
+        mut state: RangeProgress,
+        dlq: &DlqIndex,
+        progress: &Progress,
+    ) -> Result<bool, ReconcileError> {
+        let crm = self.lister.crm();
+        let order = self.lister.order();
+        let through = state.range.through.clone();
+        let mut after = state.resume_after().map(str::to_owned);
+        let topic = self.emitter_topic();
+        let mut client = crate::store::connect(self.cfg).await?;
+        let tx = client.transaction().await?;
+        let mut pg = PgSide::open(
+            &tx,
+            table,
+            crm,
+            &topic,
+            order,
+            after.as_deref(),
+            through.as_deref(),
+        )
+        .await?;
+        let mut page = self
+            .lister
+            .list(self.entity, after.as_deref(), through.as_deref())
+            .await?;
+        // Findings waiting for their repair: re-reads and gone checks go to the CRM in batches
+        // (not one request per page), and progress moves only when none is pending.
+        let mut pending: Vec<Finding> = Vec::new();
+        let batch = self.cfg.reconcile.reread_batch.max(1) as usize;
+        loop {
+            if self.shutdown.is_cancelled() {
+                progress.stopped(index, &state.counts).await;
+                return Ok(false);
+            }
+            let at_end = paging::clip(order, &mut page, through.as_deref()) || page.is_empty();
+            let in_order = order.is_sorted(page.iter().map(|l| l.id.as_str()))
+                && match (after.as_deref(), page.first()) {
+                    (Some(a), Some(first)) => order.cmp(a, &first.id) == Ordering::Less,
+                    _ => true,
+                };
+            if !in_order {
+                return Err(ReconcileError::Unsorted {
+                    crm,
+                    entity: self.entity.to_owned(),
+                    after: after.clone(),
+                });
+            }
+            if at_end {
+                // The range's last page, then the rows past the CRM's last id in the range:
+                // every live one is gone.
+                let mut listed = std::mem::take(&mut page);
+                loop {
+                    let rows = match listed.last() {
+                        Some(l) => pg.take_through(Some(&l.id.clone())).await?,
+                        None => pg.take_through(None).await?,
+                    };
+                    if rows.is_empty() && listed.is_empty() {
+                        break;
+                    }
+                    let last = match (listed.last(), rows.last()) {
+                        (Some(l), Some(r)) if order.cmp(&r.id, &l.id) == Ordering::Greater => {
+                            r.id.clone()
+                        }
+                        (Some(l), _) => l.id.clone(),
+                        (None, Some(r)) => r.id.clone(),
+                        (None, None) => break,
+                    };
+                    self.compare(table, &listed, &rows, dlq, &mut state.counts, &mut pending)
+                        .await?;
+                    listed.clear();
+                    if pending.len() >= batch {
+                        self.flush(&mut pending, &mut state.counts).await?;
+                    }
+                    after = Some(last);
+                    if pending.is_empty() {
+                        state.last = after.clone();
+                        progress.save(self, index, &state).await?;
+                    }
+                }
+                self.flush(&mut pending, &mut state.counts).await?;
+                state.last = after.clone();
+                state.done = true;
+                progress.save(self, index, &state).await?;
+                return Ok(true);
+            }
+            let last = page[page.len() - 1].id.clone();
+            // The next page travels while this one is compared and repaired.
+            let (done, next) = tokio::join!(
+                async {
+                    let rows = pg.take_through(Some(&last)).await?;
+                    self.compare(table, &page, &rows, dlq, &mut state.counts, &mut pending)
+                        .await?;
+                    if pending.len() >= batch {
+                        self.flush(&mut pending, &mut state.counts).await?;
+                    }
+                    Ok::<_, ReconcileError>(())
+                },
+                self.lister
+                    .list(self.entity, Some(&last), through.as_deref())
+            );
+            done?;
+            page = next?;
+            after = Some(last);
+            if pending.is_empty() {
+                state.last = after.clone();
+                progress.save(self, index, &state).await?;
+            }
+        }
     }
 
-    async fn save(
-        &self,
-        run_id: Option<i64>,
-        after: Option<&str>,
-        report: &mut EntityReport,
-        requests_before: u64,
-        base_requests: u64,
-    ) -> Result<(), ReconcileError> {
-        report.requests = base_requests + self.lister.requests().saturating_sub(requests_before);
-        match run_id {
-            Some(id) => runs::save(self.pool, id, after, report).await,
-            None => Ok(()),
-        }
+    fn emitter_topic(&self) -> String {
+        Topics::new(&self.cfg.kafka).raw(self.lister.crm(), self.entity)
     }
 
     /// Compares one stretch and re-checks what differs against the rows as they are now; the
@@ -292,10 +420,10 @@ impl EntityCtx<'_> {
         crm: &[Listed],
         rows: &[Stored],
         dlq: &DlqIndex,
-        report: &mut EntityReport,
+        counts: &mut Counts,
         pending: &mut Vec<Finding>,
     ) -> Result<(), ReconcileError> {
-        report.listed += crm.len() as u64;
+        counts.listed += crm.len() as u64;
         let found = diff::diff(self.lister.order(), crm, rows, |id| dlq.version(id));
         if !found.is_empty() {
             pending.extend(self.confirm(table, crm, found, dlq).await?);
@@ -308,7 +436,7 @@ impl EntityCtx<'_> {
     async fn flush(
         &self,
         pending: &mut Vec<Finding>,
-        report: &mut EntityReport,
+        report: &mut Counts,
     ) -> Result<(), ReconcileError> {
         if pending.is_empty() {
             return Ok(());

@@ -3,9 +3,10 @@
 //! re-reads and gone checks are `POST .../batch/read` (100 ids per request). The listing asks for live
 //! objects only: an archived, GDPR-deleted or merged-away object is absent from it, and a live row
 //! for it in Postgres is exactly the drift to repair (`gone`: the batch read confirms it, then a
-//! tombstone). The client has its own budget: `reconcile.api_share` of `hubspot.requests_per_10s`.
-
-use std::collections::HashSet;
+//! tombstone). The client has its own budget inside `reconcile.api_share` of `hubspot.requests_per_10s`
+//! (its bucket's burst included: [`crate::config::ReconcileConfig::tenth_burst_limit`]). The list
+//! endpoint has no upper bound nor a cheap way to learn the id span, so HubSpot is listed as one
+//! range.
 
 use crmflow_hubspot::client::{HubSpotClient, ListParams};
 use crmflow_hubspot::wire::{modified_property, CrmObject};
@@ -13,7 +14,8 @@ use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 
 use super::diff::{IdOrder, Listed};
-use super::{Finding, Kind, Lister, ReconcileError, H_OP, H_REASON};
+use super::paging;
+use super::{Finding, Lister, ReconcileError, H_OP, H_REASON};
 use crate::config::{Config, HubspotConfig, HubspotObject};
 use crate::kafka::trace::TraceParent;
 use crate::kafka::Delivery;
@@ -38,8 +40,8 @@ impl HubspotLister {
     pub fn new(cfg: &Config, hs: &HubspotConfig) -> Result<Self, ReconcileError> {
         let mut cc =
             crate::sources::hubspot::client_config(hs, &cfg.ingress).map_err(SourceError::from)?;
-        cc.requests_per_10s = cfg.reconcile.budget(hs.requests_per_10s);
-        let page_size = cfg.reconcile.page_size.clamp(1, cc.list_page_max);
+        cc.requests_per_10s = cfg.reconcile.tenth_burst_limit(hs.requests_per_10s);
+        let page_size = cfg.reconcile.page(cc.list_page_max);
         let client = HubSpotClient::new(cc).map_err(client_error)?;
         Ok(Self {
             client,
@@ -64,17 +66,7 @@ impl HubspotLister {
         after: Option<&str>,
     ) -> Result<Vec<Listed>, ReconcileError> {
         let o = self.object(entity)?;
-        let next = match after {
-            Some(a) => {
-                let n: u64 = a.parse().map_err(|_| {
-                    ReconcileError::Config(format!(
-                        "hubspot {entity}: resume id {a:?} is not a number"
-                    ))
-                })?;
-                Some((n + 1).to_string())
-            }
-            None => None,
-        };
+        let next = paging::numeric_after(CRM, entity, after)?.map(|n| (n + 1).to_string());
         let modified = modified_property(&o.object_type);
         let page = self
             .client
@@ -121,29 +113,21 @@ impl HubspotLister {
         let entity = emitter.entity();
         let o = self.object(entity)?;
         let modified = modified_property(&o.object_type);
-        let ids: Vec<String> = findings.iter().map(|f| f.id.clone()).collect();
-        let missing: HashSet<&str> = findings
-            .iter()
-            .filter(|f| f.kind == Kind::Missing)
-            .map(|f| f.id.as_str())
-            .collect();
-        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let objs = self.read(entity, &ids, &self.cfg.properties_of(o)).await?;
+        let rereads = paging::Rereads::new(findings);
+        let objs = self
+            .read(entity, &rereads.ids, &self.cfg.properties_of(o))
+            .await?;
         let tp = TraceParent::current_or_new();
         let mut deliveries = Vec::with_capacity(objs.len());
         // A merged-away id answers with its survivor: only the ids asked for are emitted here.
-        for obj in objs.iter().filter(|o| wanted.contains(o.id.as_str())) {
+        for obj in objs.iter().filter(|o| rereads.wanted(&o.id)) {
             let Some(version) = record::version(obj, modified) else {
                 continue;
             };
             let json = serde_json::to_string(obj).unwrap_or_default();
             let raw = RawValue::from_string(json)
                 .map_err(|e| ReconcileError::Config(format!("hubspot {}: {e}", obj.id)))?;
-            let reason = if missing.contains(obj.id.as_str()) {
-                "reconcile.missing"
-            } else {
-                "reconcile.stale"
-            };
+            let reason = rereads.reason(&obj.id);
             let sent = emitter
                 .emit_tagged(
                     Record {
@@ -184,6 +168,7 @@ impl Lister for HubspotLister {
         &'a self,
         entity: &'a str,
         after: Option<&'a str>,
+        _through: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Listed>, ReconcileError>> {
         Box::pin(self.list_page(entity, after))
     }
@@ -197,12 +182,7 @@ impl Lister for HubspotLister {
             let o = self.object(entity)?;
             let modified = modified_property(&o.object_type).to_owned();
             let found = self.read(entity, ids, &[modified]).await?;
-            let present: HashSet<&str> = found.iter().map(|o| o.id.as_str()).collect();
-            Ok(ids
-                .iter()
-                .filter(|i| present.contains(i.as_str()))
-                .cloned()
-                .collect())
+            Ok(paging::present(ids, found.iter().map(|o| o.id.as_str())))
         })
     }
 

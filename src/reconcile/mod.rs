@@ -22,7 +22,9 @@ pub mod diff;
 pub mod dlq;
 pub mod engine;
 pub mod hubspot;
+pub mod paging;
 pub mod runs;
+pub mod salesforce;
 pub mod schedule;
 
 use futures::future::BoxFuture;
@@ -34,6 +36,7 @@ use crate::sources::emit::Emitter;
 use crate::sources::SourceError;
 use crate::store::StoreError;
 pub use diff::{Finding, IdOrder, Kind, Listed};
+pub use paging::IdRange;
 
 /// Header naming the operation of a repair event (`upsert` or `delete`).
 pub const H_OP: &str = "crmflow.op";
@@ -112,12 +115,26 @@ pub trait Lister: Send + Sync {
     /// Requests sent to the CRM so far.
     fn requests(&self) -> u64;
     /// The next page of `(id, version, deleted)` after `after` (exclusive), in id order; empty at
-    /// the end. Deleted (soft-deleted, archived) records are included.
+    /// the end. Deleted (soft-deleted, archived) records are included. `through` (inclusive) is
+    /// the end of the range being listed: a lister may stop there (the engine drops what lies
+    /// past it either way).
     fn list<'a>(
         &'a self,
         entity: &'a str,
         after: Option<&'a str>,
+        through: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Listed>, ReconcileError>>;
+    /// Splits the entity's id space into about `n` consecutive ranges to list concurrently (the
+    /// last one without an end). The default, for a CRM whose id span is not cheap to learn, is one
+    /// range of everything.
+    fn split<'a>(
+        &'a self,
+        entity: &'a str,
+        n: usize,
+    ) -> BoxFuture<'a, Result<Vec<IdRange>, ReconcileError>> {
+        let _ = (entity, n);
+        Box::pin(async { Ok(vec![IdRange::all()]) })
+    }
     /// Of `ids` (not in the listing), those the CRM still returns when asked by id: they are not
     /// gone (a listing that raced a change), so no tombstone is sent for them.
     fn still_present<'a>(
@@ -211,10 +228,13 @@ pub async fn listers(cfg: &Config, opts: &Options) -> Result<Vec<Box<dyn Lister>
     {
         out.push(Box::new(hubspot::HubspotLister::new(cfg, hs)?));
     }
+    if cfg.salesforce.enabled && wanted(salesforce::CRM) {
+        out.push(Box::new(salesforce::SalesforceLister::new(cfg)?));
+    }
     if let Some(crm) = &opts.crm {
         if out.is_empty() {
             return Err(ReconcileError::Config(format!(
-                "cannot reconcile {crm:?}: reconciliation supports bullhorn and hubspot, when configured"
+                "cannot reconcile {crm:?}: reconciliation supports bullhorn, hubspot and salesforce, when configured"
             )));
         }
     }

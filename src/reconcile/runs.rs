@@ -1,14 +1,16 @@
 //! Reconciliation's Postgres side: the lock that keeps one reconcile at a time per schema, the
-//! `reconcile_runs` rows (progress and results, V8), and the ordered reads of a table's
-//! `(crm_id, source_version, deleted)`.
+//! `reconcile_runs` rows (progress per id range and results, V8 and V9), and the ordered reads of a
+//! table's `(crm_id, source_version, deleted)` in one id range.
 
 use std::collections::VecDeque;
 
 use deadpool_postgres::Pool;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
 
-use super::diff::{IdOrder, Stored};
+use super::diff::{IdOrder, Kind, Stored};
+use super::paging::IdRange;
 use super::{EntityReport, ReconcileError};
 use crate::config::Config;
 
@@ -50,6 +52,11 @@ impl ReconcileLock {
 
 /// The canonical table of a CRM entity (`candidates` or `positions`).
 pub fn table_of(entity: &str) -> Option<&'static str> {
+    // A Salesforce custom object (`Position__c`) is named after its canonical entity.
+    let entity = entity
+        .strip_suffix("__c")
+        .or_else(|| entity.strip_suffix("__C"))
+        .unwrap_or(entity);
     match crate::lineage::canonical_entity(entity)? {
         "candidate" => Some("candidates"),
         "position" => Some("positions"),
@@ -57,22 +64,26 @@ pub fn table_of(entity: &str) -> Option<&'static str> {
     }
 }
 
-/// `ORDER BY` and "after" predicate of an id order.
-fn order_sql(order: IdOrder) -> (&'static str, &'static str) {
+/// `ORDER BY` of an id order.
+fn order_sql(order: IdOrder) -> &'static str {
     match order {
-        IdOrder::Numeric => (
-            "length(crm_id), crm_id COLLATE \"C\"",
-            "(length(crm_id), crm_id COLLATE \"C\") > (length($3), $3 COLLATE \"C\")",
-        ),
-        IdOrder::Text => (
-            "crm_id COLLATE \"C\"",
-            "crm_id COLLATE \"C\" > $2 COLLATE \"C\"",
-        ),
+        IdOrder::Numeric => "length(crm_id), crm_id COLLATE \"C\"",
+        IdOrder::Text => "crm_id COLLATE \"C\"",
     }
 }
 
-/// One table's rows of one CRM in id order, read through a cursor (portal) in chunks, starting
-/// after a resume point.
+/// `crm_id {op} $n` in an id order.
+fn compare_sql(order: IdOrder, op: &str, n: usize) -> String {
+    match order {
+        IdOrder::Numeric => format!(
+            "(length(crm_id), crm_id COLLATE \"C\") {op} (length(${n}), ${n} COLLATE \"C\")"
+        ),
+        IdOrder::Text => format!("crm_id COLLATE \"C\" {op} ${n} COLLATE \"C\""),
+    }
+}
+
+/// One table's rows of one CRM in id order, read through a cursor (portal) in chunks, from after a
+/// resume point through the end of an id range.
 pub struct PgSide<'t> {
     tx: &'t Transaction<'t>,
     portal: tokio_postgres::Portal,
@@ -83,7 +94,7 @@ pub struct PgSide<'t> {
 
 impl<'t> PgSide<'t> {
     /// Opens the cursor over the rows of `table` written from `raw_topic` (one CRM entity: several
-    /// entities of a CRM can share a table) for `crm`, ids after `after`.
+    /// entities of a CRM can share a table) for `crm`, ids after `after` through `through`.
     pub async fn open(
         tx: &'t Transaction<'t>,
         table: &str,
@@ -91,24 +102,26 @@ impl<'t> PgSide<'t> {
         raw_topic: &str,
         order: IdOrder,
         after: Option<&str>,
+        through: Option<&str>,
     ) -> Result<Self, ReconcileError> {
-        let (order_by, after_sql) = order_sql(order);
-        let cols = "crm_id, source_version, deleted_at IS NOT NULL";
-        let portal = match after {
-            Some(after) => {
-                let sql = format!(
-                    "SELECT {cols} FROM {table} WHERE crm = $1 AND raw_topic = $2 AND {after_sql} \
-                     ORDER BY {order_by}"
-                );
-                tx.bind(sql.as_str(), &[&crm, &raw_topic, &after]).await?
-            }
-            None => {
-                let sql = format!(
-                    "SELECT {cols} FROM {table} WHERE crm = $1 AND raw_topic = $2 ORDER BY {order_by}"
-                );
-                tx.bind(sql.as_str(), &[&crm, &raw_topic]).await?
-            }
-        };
+        let mut sql = format!(
+            "SELECT crm_id, source_version, deleted_at IS NOT NULL FROM {table} \
+             WHERE crm = $1 AND raw_topic = $2"
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&crm, &raw_topic];
+        if let Some(after) = &after {
+            params.push(after);
+            sql.push_str(" AND ");
+            sql.push_str(&compare_sql(order, ">", params.len()));
+        }
+        if let Some(through) = &through {
+            params.push(through);
+            sql.push_str(" AND ");
+            sql.push_str(&compare_sql(order, "<=", params.len()));
+        }
+        sql.push_str(" ORDER BY ");
+        sql.push_str(order_sql(order));
+        let portal = tx.bind(sql.as_str(), &params).await?;
         Ok(Self {
             tx,
             portal,
@@ -197,10 +210,94 @@ pub async fn current(
         .collect())
 }
 
+/// What one id range of a run found so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub listed: u64,
+    pub missing: u64,
+    pub stale: u64,
+    pub gone: u64,
+    pub newer_in_pg: u64,
+    pub in_dlq: u64,
+    pub repaired: u64,
+}
+
+impl Counts {
+    /// Adds one finding.
+    pub fn count(&mut self, kind: Kind, n: u64) {
+        match kind {
+            Kind::Missing => self.missing += n,
+            Kind::Stale => self.stale += n,
+            Kind::Gone => self.gone += n,
+            Kind::NewerInPg => self.newer_in_pg += n,
+            Kind::InDlq => self.in_dlq += n,
+        }
+    }
+
+    /// Adds these counts to a report's.
+    pub fn add_to(&self, r: &mut EntityReport) {
+        r.listed += self.listed;
+        r.missing += self.missing;
+        r.stale += self.stale;
+        r.gone += self.gone;
+        r.newer_in_pg += self.newer_in_pg;
+        r.in_dlq += self.in_dlq;
+        r.repaired += self.repaired;
+    }
+}
+
+/// One id range of a run: its bounds, how far it got (everything through `last` compared and its
+/// repairs acknowledged), whether it is done, and its counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeProgress {
+    pub range: IdRange,
+    pub last: Option<String>,
+    pub done: bool,
+    pub counts: Counts,
+}
+
+impl RangeProgress {
+    /// A range not started.
+    pub fn new(range: IdRange) -> Self {
+        Self {
+            range,
+            last: None,
+            done: false,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Where its listing continues: after `last`, else after the range's start.
+    pub fn resume_after(&self) -> Option<&str> {
+        self.last.as_deref().or(self.range.after.as_deref())
+    }
+}
+
+/// The report of a run whose ranges are `ranges` (the sums of their counts).
+pub fn totals(base: &EntityReport, ranges: &[RangeProgress]) -> EntityReport {
+    let mut r = EntityReport {
+        listed: 0,
+        missing: 0,
+        stale: 0,
+        gone: 0,
+        newer_in_pg: 0,
+        in_dlq: 0,
+        repaired: 0,
+        ..base.clone()
+    };
+    for p in ranges {
+        p.counts.add_to(&mut r);
+    }
+    r
+}
+
 /// A run row: where it is and what it found so far.
 #[derive(Debug, Clone)]
 pub struct RunRow {
     pub run_id: i64,
+    /// The ranges of a run that has them (none for a new run, or one started before V9).
+    pub ranges: Option<Vec<RangeProgress>>,
+    /// How far a run started before V9 got (one range from the start).
     pub last_id: Option<String>,
     pub report: EntityReport,
 }
@@ -210,8 +307,8 @@ pub async fn start(pool: &Pool, crm: &str, entity: &str) -> Result<RunRow, Recon
     let client = pool.get().await?;
     let resumed = client
         .query_opt(
-            "SELECT run_id, last_id, listed, missing, stale, gone, newer_in_pg, in_dlq, repaired, requests \
-             FROM reconcile_runs WHERE crm = $1 AND entity = $2 AND NOT dry_run AND state = 'running' \
+            "SELECT run_id, last_id, listed, missing, stale, gone, newer_in_pg, in_dlq, repaired, requests, \
+             ranges::text FROM reconcile_runs WHERE crm = $1 AND entity = $2 AND NOT dry_run AND state = 'running' \
              ORDER BY run_id DESC LIMIT 1",
             &[&crm, &entity],
         )
@@ -236,8 +333,13 @@ pub async fn start(pool: &Pool, crm: &str, entity: &str) -> Result<RunRow, Recon
         };
     if let Some(r) = resumed {
         let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+        // Unreadable ranges (never written by this version) restart the run's listing.
+        let ranges = r
+            .get::<_, Option<String>>(10)
+            .and_then(|t| serde_json::from_str::<Vec<RangeProgress>>(&t).ok());
         return Ok(RunRow {
             run_id: r.get(0),
+            ranges,
             last_id: r.get(1),
             report: report(n(2), n(3), n(4), n(5), n(6), n(7), n(8), n(9), true),
         });
@@ -252,28 +354,32 @@ pub async fn start(pool: &Pool, crm: &str, entity: &str) -> Result<RunRow, Recon
         .get(0);
     Ok(RunRow {
         run_id,
+        ranges: None,
         last_id: None,
         report: report(0, 0, 0, 0, 0, 0, 0, 0, false),
     })
 }
 
-/// Records progress: everything up to `last_id` is compared and its repairs acknowledged.
+/// Records progress: each range's (everything through its `last` is compared and its repairs
+/// acknowledged) and the run's totals.
 pub async fn save(
     pool: &Pool,
     run_id: i64,
-    last_id: Option<&str>,
+    ranges: &[RangeProgress],
     r: &EntityReport,
 ) -> Result<(), ReconcileError> {
     let client = pool.get().await?;
     let i = |v: u64| v as i64;
+    let ranges = serde_json::to_string(ranges)
+        .map_err(|e| ReconcileError::Config(format!("reconcile ranges: {e}")))?;
     client
         .execute(
-            "UPDATE reconcile_runs SET last_id = $2, listed = $3, missing = $4, stale = $5, gone = $6, \
-             newer_in_pg = $7, in_dlq = $8, repaired = $9, requests = $10, updated_at = now() \
+            "UPDATE reconcile_runs SET ranges = $2::text::jsonb, listed = $3, missing = $4, stale = $5, \
+             gone = $6, newer_in_pg = $7, in_dlq = $8, repaired = $9, requests = $10, updated_at = now() \
              WHERE run_id = $1",
             &[
                 &run_id,
-                &last_id,
+                &ranges,
                 &i(r.listed),
                 &i(r.missing),
                 &i(r.stale),

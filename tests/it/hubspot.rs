@@ -440,7 +440,7 @@ async fn wait_listening(port: u16) {
 }
 
 /// Waits until every webhook batch the simulator formed was acknowledged or given up.
-async fn webhooks_settled(sim: &SimHandle) -> crmflow_hubspot::sim::WebhookStats {
+pub(crate) async fn webhooks_settled(sim: &SimHandle) -> crmflow_hubspot::sim::WebhookStats {
     let mut last = None;
     for _ in 0..600 {
         let w = sim.stats().webhooks;

@@ -24,14 +24,11 @@ const ALL: [StageName; 5] = [
     StageName::Match,
 ];
 
+/// Ingest to Postgres, without vectors and matches.
+const SINKED: [StageName; 3] = [StageName::Ingest, StageName::Normalize, StageName::Sink];
+
 async fn pipeline(cfg: &Config) {
-    tokio::time::timeout(
-        Duration::from_secs(240),
-        crmflow::run::run(cfg.clone(), &ALL, true),
-    )
-    .await
-    .expect("one-shot pipeline within 240 s")
-    .expect("one-shot pipeline");
+    run_once(cfg, &ALL).await;
 }
 
 async fn config(test: &str, sim: &SimHandle, ml: &crmflow_embedding::sim::SimHandle) -> Config {
@@ -126,6 +123,49 @@ async fn assert_equal_to_sim(
 
 fn kinds(r: &EntityReport) -> [u64; 5] {
     [r.missing, r.stale, r.gone, r.newer_in_pg, r.in_dlq]
+}
+
+/// Runs `stages` once, until caught up.
+async fn run_once(cfg: &Config, stages: &[StageName]) {
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        crmflow::run::run(cfg.clone(), stages, true),
+    )
+    .await
+    .expect("one-shot within 240 s")
+    .expect("one-shot");
+}
+
+/// One reconcile of `crm` (all when `None`) and `entity`.
+async fn reconcile_of(
+    cfg: &Config,
+    crm: Option<&str>,
+    entity: Option<&str>,
+    dry_run: bool,
+) -> Vec<EntityReport> {
+    let reports = reconcile::run(
+        cfg,
+        &Options {
+            crm: crm.map(Into::into),
+            entity: entity.map(Into::into),
+            dry_run,
+        },
+    )
+    .await
+    .expect("reconcile");
+    eprintln!(
+        "{}: {}",
+        if dry_run { "dry run" } else { "reconcile" },
+        reconcile::render(&reports)
+    );
+    reports
+}
+
+/// A dry run finds nothing left to repair.
+async fn assert_converged(cfg: &Config, crm: Option<&str>) {
+    for r in &reconcile_of(cfg, crm, None, true).await {
+        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,18 +270,9 @@ async fn one_reconcile_heals_hard_deletes_merges_lapsed_events_and_hand_damage()
     // A dry run reports and changes nothing.
     let before_rows = rows(&cfg, "candidates").await;
     let before_events = raw_events(&cfg, "Candidate").await.len();
-    let dry = reconcile::run(
-        &cfg,
-        &Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("dry run");
+    let dry = reconcile_of(&cfg, None, None, true).await;
     let dry_c = dry.iter().find(|r| r.entity == "Candidate").unwrap();
     let dry_j = dry.iter().find(|r| r.entity == "JobOrder").unwrap();
-    eprintln!("dry run: {}", reconcile::render(&dry));
     // missing, stale, gone, newer_in_pg, in_dlq
     assert_eq!(kinds(dry_c)[..4], [1, 6 + 1, 5 + 3, 1], "{dry_c:?}");
     assert_eq!(kinds(dry_j)[..4], [0, 0, 2, 0], "{dry_j:?}");
@@ -264,10 +295,7 @@ async fn one_reconcile_heals_hard_deletes_merges_lapsed_events_and_hand_damage()
     assert_eq!(runs, 0, "a dry run records no run");
 
     // The real run: the same counts, every repair sent.
-    let real = reconcile::run(&cfg, &Options::default())
-        .await
-        .expect("reconcile");
-    eprintln!("reconcile: {}", reconcile::render(&real));
+    let real = reconcile_of(&cfg, None, None, false).await;
     let real_c = real.iter().find(|r| r.entity == "Candidate").unwrap();
     let real_j = real.iter().find(|r| r.entity == "JobOrder").unwrap();
     assert_eq!(kinds(real_c), kinds(dry_c));
@@ -331,18 +359,7 @@ async fn one_reconcile_heals_hard_deletes_merges_lapsed_events_and_hand_damage()
     assert_ne!(first.as_deref(), Some("CORRUPT"));
 
     // Converged: a second look finds nothing left to repair.
-    let again = reconcile::run(
-        &cfg,
-        &Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    for r in &again {
-        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
-    }
+    assert_converged(&cfg, None).await;
     let status = crmflow::status::read(&cfg).await.unwrap();
     let last = status
         .reconcile
@@ -401,7 +418,7 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     let progress = loop {
         let row = client
             .query_opt(
-                "SELECT last_id, gone FROM reconcile_runs WHERE state = 'running' AND last_id IS NOT NULL",
+                "SELECT ranges::text, gone FROM reconcile_runs WHERE state = 'running' AND ranges IS NOT NULL",
                 &[],
             )
             .await
@@ -422,6 +439,13 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     child.kill().unwrap();
     child.wait().unwrap();
     eprintln!("killed after {progress:?}");
+    // The id span was split into ranges listed concurrently, each with its own progress.
+    let ranges: Vec<serde_json::Value> = serde_json::from_str(&progress.0).unwrap();
+    assert_eq!(ranges.len(), 8, "4 listings x 2 ranges: {ranges:?}");
+    assert!(
+        ranges.iter().filter(|r| !r["last"].is_null()).count() >= 2,
+        "several ranges moved at once: {ranges:?}"
+    );
     assert!(
         (progress.1 as usize) < live_ids.len(),
         "killed before the end"
@@ -464,18 +488,7 @@ async fn a_reconcile_killed_midway_resumes_and_converges() {
     assert_eq!(runs[0].0, "done");
     pipeline(&cfg).await;
     assert_equal_to_sim(&cfg, &sim, "Candidate", "candidates", &[]).await;
-    let again = reconcile::run(
-        &cfg,
-        &Options {
-            dry_run: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    for r in &again {
-        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
-    }
+    assert_converged(&cfg, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,17 +530,7 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
     .await
     .expect("hubspot simulator");
     let mut cfg = crate::hubspot::setup("rec_hs", &sim).await;
-    let stages = [StageName::Ingest, StageName::Normalize, StageName::Sink];
-    let once = |cfg: Config| async move {
-        tokio::time::timeout(
-            Duration::from_secs(240),
-            crmflow::run::run(cfg, &stages, true),
-        )
-        .await
-        .expect("one-shot within 240 s")
-        .expect("one-shot");
-    };
-    once(cfg.clone()).await;
+    run_once(&cfg, &SINKED).await;
     let before = rows(&cfg, "candidates").await;
     let ids = live(&before, 5, &HashSet::new());
     // Three GDPR deletions nobody reports (one over HTTP), a row removed and a row set back by hand.
@@ -558,20 +561,10 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
         )
         .await
         .unwrap();
-    once(cfg.clone()).await;
+    run_once(&cfg, &SINKED).await;
 
     cfg.reconcile.page_size = 40;
-    let reports = reconcile::run(
-        &cfg,
-        &Options {
-            crm: Some("hubspot".into()),
-            entity: Some("contact".into()),
-            dry_run: false,
-        },
-    )
-    .await
-    .expect("reconcile hubspot");
-    eprintln!("{}", reconcile::render(&reports));
+    let reports = reconcile_of(&cfg, Some("hubspot"), Some("contact"), false).await;
     let r = &reports[0];
     assert_eq!((r.crm.as_str(), r.entity.as_str()), ("hubspot", "contact"));
     assert_eq!(
@@ -580,7 +573,7 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
         "{r:?}"
     );
     assert_eq!(r.repaired, 5);
-    once(cfg.clone()).await;
+    run_once(&cfg, &SINKED).await;
     let after = rows(&cfg, "candidates").await;
     for id in &ids[..3] {
         assert!(after[id].1, "{id} tombstoned");
@@ -593,17 +586,199 @@ async fn hubspot_permanent_deletes_and_hand_damage_are_healed() {
         after[&ids[4]], before[&ids[4]],
         "the set-back row is current again"
     );
-    let again = reconcile::run(
-        &cfg,
-        &Options {
-            crm: Some("hubspot".into()),
-            dry_run: true,
-            ..Default::default()
-        },
-    )
+    assert_converged(&cfg, Some("hubspot")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_purges_merges_and_hand_damage_are_healed() {
+    use crmflow_salesforce::sim::{SimConfig, Simulator};
+    let sim = Simulator::start(SimConfig {
+        contacts: 300,
+        positions: 20,
+        ..SimConfig::for_tests()
+    })
     .await
-    .unwrap();
-    for r in &again {
-        assert_eq!(r.missing + r.stale + r.gone, 0, "{r:?}");
+    .expect("salesforce simulator");
+    let mut cfg = crate::salesforce::setup("rec_sf", &sim).await;
+    cfg.bullhorn.enabled = false;
+    run_once(&cfg, &SINKED).await;
+    let before = rows(&cfg, "candidates").await;
+    let mut ids: Vec<String> = before
+        .iter()
+        .filter(|(_, (_, d))| !d)
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.sort();
+    let ids = &ids[..7];
+    // Two hard deletes nobody reports (one over HTTP); a merge whose loser is purged from the
+    // recycle bin before the poller sees it: only the winner's update is in the feed.
+    sim.purge("Contact", &ids[0]).unwrap();
+    let tls = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r: Value = tls
+        .post(format!("{}/sim/purge/Contact/{}", sim.base_url(), ids[1]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["purged"], ids[1].as_str());
+    sim.merge("Contact", &ids[2], &ids[3]).unwrap();
+    sim.purge("Contact", &ids[3]).unwrap();
+    assert!(
+        sim.get("Contact", &ids[3]).is_none(),
+        "the loser left no trace"
+    );
+    // A row removed and a row corrupted by hand.
+    let client = crmflow::store::connect(&cfg).await.unwrap();
+    client
+        .execute(
+            "DELETE FROM candidates WHERE crm = 'salesforce' AND crm_id = $1",
+            &[&ids[4]],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE candidates SET source_version = source_version - 5000, first_name = 'CORRUPT' \
+             WHERE crm = 'salesforce' AND crm_id = $1",
+            &[&ids[5]],
+        )
+        .await
+        .unwrap();
+    run_once(&cfg, &SINKED).await;
+    let damaged = rows(&cfg, "candidates").await;
+    for id in [&ids[0], &ids[1], &ids[3]] {
+        assert!(!damaged[id].1, "{id}: incremental capture saw no deletion");
     }
+
+    // Small pages, so the keyset paging is exercised.
+    cfg.reconcile.page_size = 40;
+    let dry = reconcile_of(&cfg, Some("salesforce"), Some("Contact"), true).await;
+    let real = reconcile_of(&cfg, Some("salesforce"), Some("Contact"), false).await;
+    let (d, r) = (&dry[0], &real[0]);
+    assert_eq!(
+        (r.crm.as_str(), r.entity.as_str()),
+        ("salesforce", "Contact")
+    );
+    // missing, stale, gone, newer_in_pg
+    assert_eq!(kinds(r)[..4], [1, 1, 3, 0], "{r:?}");
+    assert_eq!(kinds(d), kinds(r), "a dry run reports the same counts");
+    assert_eq!((d.repaired, r.repaired), (0, 5));
+    assert!(r.requests > 300 / 40, "{r:?}");
+    run_once(&cfg, &SINKED).await;
+    let after = rows(&cfg, "candidates").await;
+    for id in [&ids[0], &ids[1], &ids[3]] {
+        assert!(after[id].1, "{id} tombstoned");
+    }
+    assert_eq!(after[&ids[4]], before[&ids[4]], "the removed row is back");
+    assert_eq!(
+        after[&ids[5]], before[&ids[5]],
+        "the corrupted row is current"
+    );
+    let first: Option<String> = client
+        .query_one(
+            "SELECT first_name FROM candidates WHERE crm = 'salesforce' AND crm_id = $1",
+            &[&ids[5]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(first.as_deref(), Some("CORRUPT"));
+    // Postgres equals the simulator: every live contact at its SystemModstamp, the rest not live.
+    let truth: HashMap<String, (i64, bool)> = sim
+        .records("Contact")
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let t = crmflow_salesforce::wire::parse_datetime(c["SystemModstamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            (
+                c["Id"].as_str().unwrap().to_owned(),
+                (t, c["IsDeleted"] == true),
+            )
+        })
+        .collect();
+    let dlq: HashSet<String> = dead_letters(&cfg).into_iter().map(|(_, _, k)| k).collect();
+    for (id, (v, deleted)) in &after {
+        match truth.get(id) {
+            Some((tv, false)) => assert!(
+                (*v == *tv && !deleted) || dlq.contains(id),
+                "{id}: ({v}, {deleted}) vs CRM {tv}"
+            ),
+            _ => assert!(*deleted, "{id}: live row, deleted or absent in the CRM"),
+        }
+    }
+    assert_converged(&cfg, Some("salesforce")).await;
+}
+
+/// HubSpot in webhook mode: a subscription that lapses loses the changes made meanwhile (the
+/// simulator sends them to no one), and one reconcile finds them stale and heals them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_lapsed_webhook_subscription_is_healed() {
+    use crmflow_hubspot::sim::SimConfig;
+    let sim = crate::hubspot::start_sim(SimConfig {
+        contacts: 120,
+        jobs: 10,
+        ..SimConfig::for_tests()
+    })
+    .await;
+    let mut cfg = crate::hubspot::setup("rec_hs_lapse", &sim).await;
+    cfg.ingress.listen = "127.0.0.1:0".into();
+    run_once(&cfg, &SINKED).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ing = crmflow::ingress::serve(&cfg, stop.clone())
+        .await
+        .expect("ingress");
+    sim.set_webhook_target(Some(&ing.url), None);
+    let ids = live(&rows(&cfg, "candidates").await, 6, &HashSet::new());
+    let update = |id: &String, title: &str| {
+        sim.update("contacts", id.parse().unwrap(), &[("jobtitle", title)])
+            .unwrap();
+    };
+    // Delivered while the subscription is live.
+    for id in &ids[..2] {
+        update(id, "Delivered");
+    }
+    crate::hubspot::webhooks_settled(&sim).await;
+    // Lapsed: these changes reach no one.
+    let r: Value = reqwest::Client::new()
+        .post(format!("{}/sim/webhooks", sim.base_url()))
+        .json(&json!({ "url": null }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["url"].is_null(), "{r}");
+    for id in &ids[2..] {
+        update(id, "Lost in the lapse");
+    }
+    sim.set_webhook_target(Some(&ing.url), None);
+    // Without the poller, only what the webhooks brought reaches Postgres.
+    let applied = [StageName::Normalize, StageName::Sink];
+    run_once(&cfg, &applied).await;
+    let before = rows(&cfg, "candidates").await;
+
+    let dry = reconcile_of(&cfg, Some("hubspot"), Some("contact"), true).await;
+    let real = reconcile_of(&cfg, Some("hubspot"), Some("contact"), false).await;
+    // missing, stale, gone, newer_in_pg
+    assert_eq!(kinds(&real[0])[..4], [0, 4, 0, 0], "{:?}", real[0]);
+    assert_eq!(kinds(&dry[0]), kinds(&real[0]));
+    assert_eq!(real[0].repaired, 4);
+    run_once(&cfg, &applied).await;
+    let after = rows(&cfg, "candidates").await;
+    for id in &ids[2..] {
+        assert!(after[id].0 > before[id].0, "{id} moved to the lost version");
+    }
+    for id in &ids[..2] {
+        assert_eq!(after[id], before[id], "{id} was already current");
+    }
+    assert_converged(&cfg, Some("hubspot")).await;
+    stop.cancel();
 }

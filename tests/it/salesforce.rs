@@ -24,7 +24,7 @@ use crate::ingest::raw_events_of;
 
 const OBJECTS: [&str; 2] = ["Contact", "Position__c"];
 
-async fn setup(test: &str, sim: &SimHandle) -> Config {
+pub(crate) async fn setup(test: &str, sim: &SimHandle) -> Config {
     setup_with(isolated_config(test), sim).await
 }
 

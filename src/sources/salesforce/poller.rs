@@ -300,6 +300,21 @@ pub(super) async fn emit_records(
     records: &[Map<String, Value>],
     tp: &TraceParent,
 ) -> Result<(Vec<crate::kafka::Delivery>, Option<Cursor>), SourceError> {
+    emit_records_tagged(emitter, object, records, tp, &|_, _| Vec::new()).await
+}
+
+/// Extra Kafka headers of one record, by its id and operation.
+pub(crate) type Tags<'a> = dyn Fn(&str, Op) -> Vec<(&'static str, &'static str)> + Sync + 'a;
+
+/// [`emit_records`] with extra Kafka headers per record (`tags(id, op)`): reconciliation's re-reads
+/// are emitted this way, tagged with why they were sent.
+pub(crate) async fn emit_records_tagged(
+    emitter: &Emitter,
+    object: &str,
+    records: &[Map<String, Value>],
+    tp: &TraceParent,
+    tags: &Tags<'_>,
+) -> Result<(Vec<crate::kafka::Delivery>, Option<Cursor>), SourceError> {
     let mut deliveries = Vec::with_capacity(records.len());
     let mut last: Option<Cursor> = None;
     for r in records {
@@ -313,7 +328,7 @@ pub(super) async fn emit_records(
                 record: e.to_string(),
             })?;
         if let Some(d) = emitter
-            .emit(
+            .emit_tagged(
                 Record {
                     id: &cursor.id,
                     version: cursor.modstamp_ms,
@@ -322,6 +337,7 @@ pub(super) async fn emit_records(
                 },
                 Vec::new(),
                 tp,
+                &tags(&cursor.id, op),
             )
             .await?
         {
@@ -333,7 +349,7 @@ pub(super) async fn emit_records(
 }
 
 /// The cursor key and operation of a record.
-pub(super) fn meta(object: &str, r: &Map<String, Value>) -> Result<(Cursor, Op), SourceError> {
+pub(crate) fn meta(object: &str, r: &Map<String, Value>) -> Result<(Cursor, Op), SourceError> {
     let bad = |what: &'static str| SourceError::BadRecord {
         entity: object.to_string(),
         what,

@@ -1,6 +1,7 @@
 //! Control endpoints under `/sim/` (no session needed): ground truth (`/sim/state`, `/sim/state/{object}`),
 //! random writes (`/sim/changes?count=N`), statistics (`/sim/stats`), faults (`GET`/`POST /sim/faults`) and
-//! connection details (`/sim/info`).
+//! connection details (`/sim/info`), and hard deletes the incremental feed never reports
+//! (`POST /sim/purge/{object}/{id}`).
 
 use std::collections::HashMap;
 
@@ -95,4 +96,21 @@ pub async fn patch_faults(State(s): State<Shared>, body: axum::body::Bytes) -> R
 /// `GET /sim/info`: URLs and credentials a client needs.
 pub async fn info(State(s): State<Shared>) -> Response {
     Json(s.info()).into_response()
+}
+
+/// `POST /sim/purge/{object}/{id}`: removes a record without a trace (no event, absent from
+/// `queryAll` and `deleted`), as a hard delete or an emptied recycle bin does; 404 when unknown.
+pub async fn purge(State(s): State<Shared>, Path((obj, id)): Path<(String, String)>) -> Response {
+    let o = s.db.read().object_index(&obj);
+    let Some(o) = o else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("unknown object {obj}")})),
+        )
+            .into_response();
+    };
+    match s.purge(o, &id) {
+        Ok(()) => Json(json!({"purged": id})).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, Json(json!({"error": e.to_string()}))).into_response(),
+    }
 }

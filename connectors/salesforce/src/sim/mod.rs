@@ -128,6 +128,12 @@ impl SharedState {
         Ok(changes)
     }
 
+    /// A purge publishes nothing: that is the point of it.
+    fn purge(&self, object: usize, id: &str) -> Result<(), SimError> {
+        self.db.write().purge(object, id)?;
+        Ok(())
+    }
+
     fn random_changes(&self, n: usize) -> usize {
         let mut applied = 0;
         for _ in 0..n {
@@ -391,7 +397,8 @@ fn router(shared: Shared) -> Router {
             "/sim/faults",
             get(control::faults).post(control::patch_faults),
         )
-        .route("/sim/info", get(control::info));
+        .route("/sim/info", get(control::info))
+        .route("/sim/purge/{obj}/{id}", post(control::purge));
     let grpc = crate::proto::pub_sub_server::PubSubServer::new(pubsub::PubSubService {
         shared: shared.clone(),
     })
@@ -511,6 +518,12 @@ impl SimHandle {
         let o = self.object(object)?;
         self.shared.write(|db, at| db.merge(o, winner, loser, at))?;
         Ok(())
+    }
+
+    /// Removes a record without a trace in any listing or event (see `POST /sim/purge/{object}/{id}`).
+    pub fn purge(&self, object: &str, id: &str) -> Result<(), SimError> {
+        let o = self.object(object)?;
+        self.shared.purge(o, id)
     }
 
     /// Applies `n` random writes; returns how many applied.

@@ -407,6 +407,20 @@ impl Db {
         Ok(vec![w, l])
     }
 
+    /// Removes a record without a trace, live or in the recycle bin (a hard delete, or the bin
+    /// emptied past a merge loser): absent from `query`, `queryAll` and the `deleted` resource, and
+    /// no change event is published for it.
+    pub fn purge(&mut self, object: usize, id: &str) -> Result<(), WriteError> {
+        let id18 = ids::to18(id).map_err(|e| werr("MALFORMED_ID", e.to_string()))?;
+        let store = &mut self.objects[object];
+        store
+            .records
+            .remove(&id18)
+            .ok_or_else(|| werr("NOT_FOUND", "The requested resource does not exist"))?;
+        store.deleted_log.retain(|(d, _)| *d != id18);
+        Ok(())
+    }
+
     /// A record by id (15 or 18 characters), deleted ones included.
     pub fn get(&self, object: usize, id: &str) -> Option<&Record> {
         let id18 = ids::to18(id).ok()?;
