@@ -11,7 +11,7 @@
 //!   again (crash recovery, not a clean stop);
 //! - every few seconds (`--storm-every`) a fault storm hits a simulator through its `/sim`
 //!   control endpoints: 429s and `REQUEST_LIMIT_EXCEEDED`, 5xx, hangs, expired sessions,
-//!   Pub/Sub gaps and purged replay ids, ML failures.
+//!   Pub/Sub gaps, dropped streams and purged replay ids, ML failures.
 //!
 //! When the kills (`--kills`) or the time (`--minutes`) are used up, changes and faults stop,
 //! every instance runs, and the soak checks [`verify::check`] until it holds (the time this took

@@ -1,6 +1,6 @@
 //! Fault storms: bursts of CRM and ML failures through the simulators' `/sim` control endpoints
 //! (429s and Salesforce's `REQUEST_LIMIT_EXCEEDED`, 5xx, hangs, expired sessions and tokens,
-//! Pub/Sub gaps, overflows and purged replay ids, ML failures), each undone at its end, and
+//! Pub/Sub gaps, overflows, dropped streams and purged replay ids, ML failures), each undone at its end, and
 //! [`calm`], which takes every fault away.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +52,7 @@ impl StormTargets {
 }
 
 /// Number of distinct storms [`storm_once`] knows.
-pub const STORMS: u32 = 16;
+pub const STORMS: u32 = 17;
 
 async fn post(http: &reqwest::Client, url: &str, body: serde_json::Value) -> Result<()> {
     let r = http
@@ -162,6 +162,11 @@ pub async fn storm_once(t: &StormTargets, storm: u32, stop: &AtomicBool) -> Resu
             // The next changes publish GAP_* events, and one write a GAP_OVERFLOW.
             "salesforce Pub/Sub gaps and an overflow",
             post(http, &sf, json!({"gap_next": 10, "overflow_next": 1})).await,
+        ),
+        15 => (
+            // Every open Subscribe stream ends with UNAVAILABLE: readers resubscribe.
+            "salesforce Pub/Sub streams dropped",
+            post(http, &sf, json!({"break_streams": true})).await,
         ),
         _ => (
             // Every stored replay id falls out of the retention window: a restarted or
