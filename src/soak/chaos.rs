@@ -47,7 +47,7 @@ pub async fn run(
 ) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
-    let deadline = Instant::now() + Duration::from_secs_f64(args.minutes * 60.0);
+    let deadline = args.time_limit().map(|d| Instant::now() + d);
     let chaos_started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -230,7 +230,9 @@ pub async fn run(
             || (counters.kafka_crashes.load(Ordering::SeqCst) > 0
                 && counters.postgres_crashes.load(Ordering::SeqCst) > 0)
     };
-    while !(kills_done.load(Ordering::SeqCst) && crashes_done()) && Instant::now() < deadline {
+    while !(kills_done.load(Ordering::SeqCst) && crashes_done())
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop.store(true, Ordering::SeqCst);

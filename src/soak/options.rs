@@ -9,8 +9,9 @@ use rand::Rng;
 #[derive(Debug, Clone, clap::Args)]
 pub struct SoakArgs {
     /// Stop the chaos after this many minutes (whichever of --minutes and --kills comes first).
-    #[arg(long, default_value_t = 10.0)]
-    pub minutes: f64,
+    /// Default: 10, or no time limit when --kills is given (so `--kills 1000` means 1,000).
+    #[arg(long)]
+    pub minutes: Option<f64>,
     /// Stop the chaos after this many kills of stage processes (and, when crashes are on, at
     /// least one crash each of Kafka and PostgreSQL).
     #[arg(long)]
@@ -61,6 +62,18 @@ pub struct SoakArgs {
     pub report_json: Option<PathBuf>,
 }
 
+impl SoakArgs {
+    /// How long the chaos may last: `--minutes`; without it 10 minutes, or no limit when
+    /// `--kills` is given.
+    pub fn time_limit(&self) -> Option<Duration> {
+        match (self.minutes, self.kills) {
+            (Some(m), _) => Some(Duration::from_secs_f64((m * 60.0).clamp(0.0, 1e9))),
+            (None, Some(_)) => None,
+            (None, None) => Some(Duration::from_secs(600)),
+        }
+    }
+}
+
 /// `MIN-MAX` seconds (or one number).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Interval {
@@ -107,6 +120,27 @@ impl Interval {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(cli: &[&str]) -> SoakArgs {
+        use clap::{Args, FromArgMatches};
+        let cmd = SoakArgs::augment_args(clap::Command::new("soak"));
+        let m = cmd.no_binary_name(true).get_matches_from(cli);
+        SoakArgs::from_arg_matches(&m).unwrap()
+    }
+
+    #[test]
+    fn kills_without_minutes_have_no_time_limit() {
+        assert_eq!(args(&[]).time_limit(), Some(Duration::from_secs(600)));
+        assert_eq!(args(&["--kills", "1000"]).time_limit(), None);
+        assert_eq!(
+            args(&["--kills", "30", "--minutes", "6"]).time_limit(),
+            Some(Duration::from_secs(360))
+        );
+        assert_eq!(
+            args(&["--minutes", "0.5"]).time_limit(),
+            Some(Duration::from_secs(30))
+        );
+    }
 
     #[test]
     fn intervals_parse_as_min_max_or_one_number() {
