@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
 
-mod bounds;
 pub mod pcf;
 #[cfg(test)]
 mod proptests;
 
 use apache_avro::rabin::Rabin;
 use apache_avro::Schema;
+use crmflow_avro_bounds as bounds;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -93,7 +93,7 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
         let names = |s: &Schema| {
             bounds::names(s)
                 .map(std::sync::Arc::new)
-                .map_err(CodecError::Schema)
+                .map_err(|e| CodecError::Schema(e.to_string()))
         };
         for old in history {
             let (s, fp) = parse(old)?;
@@ -173,9 +173,9 @@ impl<T: Serialize + DeserializeOwned> Codec<T> {
             });
         }
         // apache_avro allocates what length prefixes claim before reading: check them first.
-        bounds::check(writer, names, body).map_err(|reason| CodecError::Malformed {
+        bounds::check(writer, names, body).map_err(|e| CodecError::Malformed {
             schema: self.name.clone(),
-            reason,
+            reason: e.to_string(),
         })?;
         let reader = if *is_current {
             None

@@ -40,13 +40,15 @@ pub enum Expected {
     Rejected { rule: String, version: i64 },
 }
 
-/// Every record of both simulators with its expected outcome.
+/// Every record of the CRM simulators with its expected outcome.
 pub type Truth = HashMap<Key, Expected>;
 
 fn entity_of(crm_entity: &str) -> &'static str {
-    match crm_entity {
-        "Candidate" | "candidate" | "contact" => "candidate",
-        _ => "position",
+    // Bullhorn `Candidate`, HubSpot `contact`, Salesforce `Contact`.
+    if crm_entity.eq_ignore_ascii_case("candidate") || crm_entity.eq_ignore_ascii_case("contact") {
+        "candidate"
+    } else {
+        "position"
     }
 }
 
@@ -183,6 +185,71 @@ pub fn hubspot_truth(
             };
             truth.insert(
                 (entity_of(entity), "hubspot".into(), obj.id.clone()),
+                expected_of(cfg, templates, &ev),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The record as the Salesforce source reads it: only the fields it selects for `object`
+/// ([`crate::sources::salesforce::fields_of`]), so a rule on a field it does not read is not
+/// expected to reject it.
+fn salesforce_served(cfg: &Config, object: &str, record: &serde_json::Value) -> serde_json::Value {
+    let fields = crate::sources::salesforce::fields_of(&cfg.salesforce, object);
+    let mut out = serde_json::Map::new();
+    if let Some(m) = record.as_object() {
+        for f in &fields {
+            if let Some(v) = m.get(f) {
+                out.insert(f.clone(), v.clone());
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Adds the Salesforce simulator's records of every object the source reads (recycle bin and
+/// merged-away records included) to `truth`: version `SystemModstamp`, a tombstone iff `IsDeleted`.
+pub fn salesforce_truth(
+    cfg: &Config,
+    templates: &Templates,
+    sim: &crmflow_salesforce::sim::SimHandle,
+    truth: &mut Truth,
+) -> Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    for object in &cfg.salesforce.objects {
+        let records = sim
+            .records(object)
+            .map_err(|e| Error::Other(format!("salesforce simulator: {e}")))?;
+        for rec in &records {
+            let Some(id) = rec["Id"].as_str() else {
+                continue;
+            };
+            let version = rec["SystemModstamp"]
+                .as_str()
+                .and_then(crmflow_salesforce::wire::parse_datetime)
+                .map(|t| t.timestamp_millis())
+                .ok_or_else(|| {
+                    Error::Other(format!("salesforce {object} {id}: no SystemModstamp"))
+                })?;
+            let op = if rec["IsDeleted"].as_bool().unwrap_or(false) {
+                Op::Delete
+            } else {
+                Op::Upsert
+            };
+            let ev = ChangeEvent::new(
+                "salesforce",
+                object,
+                id,
+                op,
+                version,
+                now,
+                vec![],
+                "poll",
+                salesforce_served(cfg, object, rec).to_string(),
+            );
+            truth.insert(
+                (entity_of(object), "salesforce".into(), id.to_owned()),
                 expected_of(cfg, templates, &ev),
             );
         }

@@ -1,9 +1,15 @@
 //! Avro change events to Rust: the `ChangeEventHeader` as a struct, the record fields as JSON, and the
 //! bitmap field lists (`0x..` hexadecimal, bit `i` = the `i`-th top-level schema field) as field names.
+//!
+//! A payload is outside bytes: before apache_avro decodes it (allocating whatever its length prefixes
+//! and block counts claim, recursing as deep as it nests), [`crmflow_avro_bounds`] checks every length
+//! and count against the bytes left and the nesting against a limit; a payload that fails is a
+//! [`PubSubError::Decode`] naming why.
 
 use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use base64::Engine;
+use crmflow_avro_bounds::BoundedSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -113,15 +119,19 @@ fn strings(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Decodes one payload with its writer schema.
+/// Decodes one payload with its writer schema (bounds-checked first).
 pub fn decode(
-    schema: &Schema,
+    bounded: &BoundedSchema,
     payload: &[u8],
 ) -> Result<(ChangeEventHeader, Map<String, Value>), PubSubError> {
+    let schema: &Schema = bounded.schema();
     let names: Vec<String> = match schema {
         Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
         _ => return Err(PubSubError::Decode("event schema is not a record".into())),
     };
+    bounded
+        .check(payload)
+        .map_err(|e| PubSubError::Decode(format!("payload refused before decoding: {e}")))?;
     let value = apache_avro::from_avro_datum(schema, &mut &payload[..], None)
         .map_err(|e| PubSubError::Decode(e.to_string()))?;
     let Value::Object(mut obj) = to_json(&value) else {

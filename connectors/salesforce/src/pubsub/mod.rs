@@ -5,6 +5,8 @@
 //! fields as JSON (bitmap field lists decoded into names with the writer schema).
 
 mod decode;
+#[cfg(test)]
+mod hostile;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use crate::proto::{
     ConsumerEvent, FetchRequest, FetchResponse, ReplayPreset, SchemaRequest, TopicInfo,
     TopicRequest,
 };
+pub use crmflow_avro_bounds::BoundedSchema;
 
 /// The Pub/Sub API's public endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://api.pubsub.salesforce.com:7443";
@@ -199,7 +202,7 @@ pub struct ReceivedEvent {
 pub struct PubSubClient {
     grpc: Grpc<Channel>,
     creds: Arc<Mutex<Credentials>>,
-    schemas: Arc<Mutex<HashMap<String, Arc<apache_avro::Schema>>>>,
+    schemas: Arc<Mutex<HashMap<String, Arc<BoundedSchema>>>>,
     batch_size: i32,
 }
 
@@ -288,8 +291,9 @@ impl PubSubClient {
             .map_err(PubSubError::from_status)
     }
 
-    /// The writer schema `schema_id` (`GetSchema`, cached).
-    pub async fn schema(&self, schema_id: &str) -> Result<Arc<apache_avro::Schema>, PubSubError> {
+    /// The writer schema `schema_id` (`GetSchema`, cached), with its named types resolved for the
+    /// bounds check every payload gets before it is decoded.
+    pub async fn schema(&self, schema_id: &str) -> Result<Arc<BoundedSchema>, PubSubError> {
         if let Some(s) = self.schemas.lock().get(schema_id) {
             return Ok(s.clone());
         }
@@ -303,10 +307,10 @@ impl PubSubClient {
             .await
             .map_err(PubSubError::from_status)?
             .into_inner();
-        let schema = Arc::new(
-            apache_avro::Schema::parse_str(&info.schema_json)
-                .map_err(|e| PubSubError::Decode(e.to_string()))?,
-        );
+        let schema = apache_avro::Schema::parse_str(&info.schema_json)
+            .map_err(|e| PubSubError::Decode(e.to_string()))?;
+        let schema =
+            Arc::new(BoundedSchema::new(schema).map_err(|e| PubSubError::Decode(e.to_string()))?);
         self.schemas
             .lock()
             .insert(schema_id.to_string(), schema.clone());

@@ -75,6 +75,10 @@ pub struct FaultsPatch {
     /// Empty the deleted-records log (`earliestDateAvailable` becomes now).
     #[serde(default)]
     pub purge_deleted_log: bool,
+    /// End every open Pub/Sub `Subscribe` stream now with gRPC `UNAVAILABLE` (a dropped stream, as
+    /// a restarted server or a broken connection gives); clients must resubscribe.
+    #[serde(default)]
+    pub break_streams: bool,
 }
 
 /// Request statistics at `/sim/stats`.

@@ -109,6 +109,8 @@ pub(crate) struct SharedState {
     pub stats: Mutex<Stats>,
     pub locators: Mutex<rest::Locators>,
     pub change_rng: Mutex<ChaCha8Rng>,
+    /// Counts `break_streams` faults; every open `Subscribe` stream ends when it moves.
+    pub stream_breaks: watch::Sender<u64>,
 }
 
 pub(crate) type Shared = Arc<SharedState>;
@@ -184,6 +186,9 @@ impl SharedState {
         }
         if p.purge_events {
             self.bus.lock().purge_all();
+        }
+        if p.break_streams {
+            self.stream_breaks.send_modify(|n| *n += 1);
         }
         if p.purge_deleted_log {
             let now = chrono::Utc::now().timestamp_millis();
@@ -305,6 +310,7 @@ impl Simulator {
             stats: Mutex::new(Stats::default()),
             locators: Mutex::new(rest::Locators::default()),
             change_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(1))),
+            stream_breaks: watch::channel(0).0,
             config,
         });
         let app = router(shared.clone());

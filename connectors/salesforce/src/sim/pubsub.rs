@@ -4,7 +4,8 @@
 //! retention window (a replay id older than it is `INVALID_ARGUMENT` with the `error-code` trailer
 //! `sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted`), and keepalives (an empty
 //! FetchResponse with the latest replay id) on idle streams. Every call needs the `accesstoken`,
-//! `instanceurl` and `tenantid` metadata of a live session.
+//! `instanceurl` and `tenantid` metadata of a live session. The `break_streams` fault ends every open
+//! stream with `UNAVAILABLE`.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -118,6 +119,8 @@ impl PubSub for PubSubService {
             }
         };
         shared.stats.lock().subscriptions += 1;
+        let mut breaks = shared.stream_breaks.subscribe();
+        breaks.borrow_and_update();
         tokio::spawn(async move {
             let first = match inbound.message().await {
                 Ok(Some(f)) => f,
@@ -252,6 +255,14 @@ impl PubSub for PubSubService {
                             return;
                         }
                         last_sent = tokio::time::Instant::now();
+                    }
+                    _ = breaks.changed() => {
+                        let _ = tx.send(Err(status(
+                            tonic::Code::Unavailable,
+                            "sfdc.platform.eventbus.grpc.service.unavailable",
+                            "The stream was dropped (injected fault). Subscribe again.",
+                        ))).await;
+                        return;
                     }
                     _ = tx.closed() => return,
                 }

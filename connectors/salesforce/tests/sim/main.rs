@@ -5,3 +5,4 @@ mod common;
 mod pubsub;
 mod python;
 mod rest;
+mod stream_faults;
