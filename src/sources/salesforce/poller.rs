@@ -274,6 +274,9 @@ impl ObjectPoller {
                         let r = client.query_collect_raw(&soql, true).await?;
                         Ok((r, sent.elapsed()))
                     })));
+                    // A task spawned here waits in this worker's LIFO slot, which other workers do
+                    // not steal: let it send its request before this page's work starts.
+                    tokio::task::yield_now().await;
                 }
             }
             let tp = TraceParent::current_or_new();
@@ -386,6 +389,9 @@ pub(super) async fn emit_raw_records(
     let mut deliveries = Vec::with_capacity(records.len());
     let mut last: Option<Cursor> = None;
     for raw in records {
+        // A page is thousands of sends that rarely wait: let the worker run other tasks (the next
+        // page's query, the producer's deliveries) now and then.
+        tokio::task::coop::consume_budget().await;
         let (cursor, op) = raw_meta(object, raw)?;
         if let Some(d) = emit_one(emitter, &cursor, op, raw, tp).await? {
             deliveries.push(d);
