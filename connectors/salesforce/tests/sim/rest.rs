@@ -213,14 +213,14 @@ async fn latency_is_the_whole_answer_time() {
     assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
     assert!(sim.stats()["query_micros"].as_u64().unwrap() > 0);
     // A 503 is not faster.
-    sim.set_faults(&FaultsPatch {
-        fail_next: Some(1),
-        ..Default::default()
-    });
     let mut cfg = cc_config(&sim);
     cfg.max_retries = 0;
     let c = SalesforceClient::new(cfg).unwrap();
     c.session().await.unwrap();
+    sim.set_faults(&FaultsPatch {
+        fail_next: Some(1),
+        ..Default::default()
+    });
     let t = std::time::Instant::now();
     let e = c.count("Contact").await.unwrap_err();
     assert!(matches!(e, ClientError::Server { status: 503, .. }), "{e}");
