@@ -4,7 +4,8 @@
 //! Id LIMIT page_size`, so a run of equal timestamps longer than a page is paged through by id. Pages are
 //! read as JSON text per record: the next page's query goes out as soon as a full page's last key is read,
 //! and is answered while this page is emitted (each record as received, its text unchanged). Each page's
-//! events are acknowledged by Kafka before the cursor moves past them. A record with `IsDeleted` is a
+//! events are acknowledged by Kafka before the cursor moves past them (a page's acknowledgements are
+//! awaited after the next page was emitted). A record with `IsDeleted` is a
 //! DELETE at its `SystemModstamp` (a delete or the losing side of a merge); anything else an UPSERT.
 //!
 //! Before a cycle the deleted-records window is checked: if `earliestDateAvailable` is after the cursor
@@ -242,6 +243,8 @@ impl ObjectPoller {
         }
         let mut keyset = false;
         let mut prefetched: Option<PageTask> = None;
+        // The last page emitted whose acknowledgements were not awaited yet, with its cursor.
+        let mut unacked: Option<(Vec<crate::kafka::Delivery>, Option<Cursor>, PageTimes)> = None;
         loop {
             let waiting = Instant::now();
             let (records, query_time) = match prefetched.take() {
@@ -284,21 +287,40 @@ impl ObjectPoller {
             let (deliveries, last) =
                 emit_raw_records(&self.emitter, &object, &records, &tp).await?;
             t.emit = step.elapsed();
-            let step = Instant::now();
-            acked(deliveries).await?;
-            t.ack = step.elapsed();
-            if let Some(c) = last {
-                let step = Instant::now();
-                self.save(c.clone()).await?;
-                t.save = step.elapsed();
-                from = Some(c);
+            // The previous page's acknowledgements had this page's emit to arrive: its cursor
+            // moves now; this page's once the next one was emitted (or the cycle ends).
+            if let Some(previous) = unacked.take() {
+                self.settle(previous).await?;
             }
-            t.record();
+            if let Some(c) = &last {
+                from = Some(c.clone());
+            }
+            unacked = Some((deliveries, last, t));
             keyset = true;
             if n < self.settings.page_size as usize {
+                if let Some(previous) = unacked.take() {
+                    self.settle(previous).await?;
+                }
                 return Ok(());
             }
         }
+    }
+
+    /// Waits until Kafka acknowledged every event of a page, then saves its last key as the cursor.
+    async fn settle(
+        &mut self,
+        (deliveries, last, mut t): (Vec<crate::kafka::Delivery>, Option<Cursor>, PageTimes),
+    ) -> Result<(), SourceError> {
+        let step = Instant::now();
+        acked(deliveries).await?;
+        t.ack = step.elapsed();
+        if let Some(c) = last {
+            let step = Instant::now();
+            self.save(c).await?;
+            t.save = step.elapsed();
+        }
+        t.record();
+        Ok(())
     }
 }
 

@@ -2,6 +2,8 @@
 //! (`nextRecordsUrl`, batch size from `Sforce-Query-Options`), `sobjects/{type}/{id}`, `updated`, `deleted`,
 //! `describe`, `composite/sobjects/{type}` (retrieve by ids, GET or POST) and `limits`. Every route needs a
 //! live session (401 `INVALID_SESSION_ID` otherwise); errors are JSON arrays as Salesforce sends them.
+//! Query answers are written as Salesforce writes them — each record's `attributes` first, then its
+//! fields in the order selected — from records rendered once to JSON text when the query runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
