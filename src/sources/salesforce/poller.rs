@@ -326,11 +326,10 @@ impl ObjectPoller {
 
 /// A page query running ahead of the cycle (its records and round-trip time); aborted when the
 /// cycle is dropped.
-struct PageTask(
-    tokio::task::JoinHandle<
-        Result<(Vec<Box<RawValue>>, Duration), crmflow_salesforce::client::ClientError>,
-    >,
-);
+struct PageTask(tokio::task::JoinHandle<PageAnswer>);
+
+/// A page's records and the query's round-trip time.
+type PageAnswer = Result<(Vec<Box<RawValue>>, Duration), crmflow_salesforce::client::ClientError>;
 
 impl Drop for PageTask {
     fn drop(&mut self) {
