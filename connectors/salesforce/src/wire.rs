@@ -74,6 +74,45 @@ pub struct QueryPage {
     pub records: Vec<Map<String, Value>>,
 }
 
+/// One page of `query` / `queryAll` with each record left as its JSON text (what a sync reads: it takes
+/// the keys it pages by from the last record, sends the next query, and handles the records while that
+/// one is answered; a record can go on unchanged, as received).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawQueryPage {
+    /// Rows the whole query matches.
+    pub total_size: u64,
+    /// Whether this is the last page.
+    pub done: bool,
+    /// Path of the next page when not done.
+    #[serde(default)]
+    pub next_records_url: Option<String>,
+    /// Records, as received.
+    pub records: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// The fields of a record a sync pages and versions by, read from its JSON text without building the
+/// rest of the record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordKey {
+    /// `Id`.
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// `SystemModstamp` as written (`None` when not selected or null).
+    #[serde(rename = "SystemModstamp", default)]
+    pub system_modstamp: Option<String>,
+    /// `IsDeleted` (`None` when not selected or null).
+    #[serde(rename = "IsDeleted", default)]
+    pub is_deleted: Option<bool>,
+}
+
+impl RecordKey {
+    /// The key of one record's JSON text.
+    pub fn of(raw: &serde_json::value::RawValue) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(raw.get())
+    }
+}
+
 /// `sobjects/{type}/updated`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -240,6 +279,46 @@ impl ApiUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_pages_keep_records_as_sent() {
+        let body = r#"{"totalSize":3,"done":false,"nextRecordsUrl":"/services/data/v62.0/queryAll/01gX-2",
+"records":[{"attributes":{"type":"Contact","url":"/x"},"Id":"003A","SystemModstamp":"2024-01-01T00:00:00.000+0000","IsDeleted":false,"Name":"a \"b\""},
+{"attributes":{"type":"Contact","url":"/y"},"Name":null,"IsDeleted":true,"Id":"003B","SystemModstamp":"2024-01-01T00:00:00.001+0000"}]}"#;
+        let p: RawQueryPage = serde_json::from_str(body).unwrap();
+        assert_eq!((p.total_size, p.done), (3, false));
+        assert_eq!(
+            p.next_records_url.as_deref(),
+            Some("/services/data/v62.0/queryAll/01gX-2")
+        );
+        assert_eq!(p.records.len(), 2);
+        // Byte for byte what was sent, key order and escapes included.
+        assert_eq!(
+            p.records[1].get(),
+            r#"{"attributes":{"type":"Contact","url":"/y"},"Name":null,"IsDeleted":true,"Id":"003B","SystemModstamp":"2024-01-01T00:00:00.001+0000"}"#
+        );
+        let k = RecordKey::of(&p.records[1]).unwrap();
+        assert_eq!(
+            k,
+            RecordKey {
+                id: "003B".into(),
+                system_modstamp: Some("2024-01-01T00:00:00.001+0000".into()),
+                is_deleted: Some(true),
+            }
+        );
+        // Fields not selected or null are None; a record without an id is an error.
+        let raw = serde_json::value::RawValue::from_string(
+            r#"{"Id":"003C","SystemModstamp":null}"#.into(),
+        )
+        .unwrap();
+        let k = RecordKey::of(&raw).unwrap();
+        assert_eq!((k.system_modstamp, k.is_deleted), (None, None));
+        let raw = serde_json::value::RawValue::from_string(r#"{"Name":"x"}"#.into()).unwrap();
+        assert!(RecordKey::of(&raw).is_err());
+        let done: RawQueryPage =
+            serde_json::from_str(r#"{"totalSize":0,"done":true,"records":[]}"#).unwrap();
+        assert!(done.done && done.next_records_url.is_none() && done.records.is_empty());
+    }
 
     #[test]
     fn datetime_round_trip() {

@@ -10,6 +10,7 @@ use rand::Rng;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::auth::{self, Session};
@@ -18,7 +19,7 @@ use super::config::ClientConfig;
 use super::error::ClientError;
 use crate::wire::{
     ApiErrorItem, ApiUsage, CompositeRetrieve, DeletedResult, DescribeSObject, QueryPage,
-    UpdatedResult, LIMIT_INFO_HEADER, MAX_COMPOSITE_IDS, QUERY_OPTIONS_HEADER,
+    RawQueryPage, UpdatedResult, LIMIT_INFO_HEADER, MAX_COMPOSITE_IDS, QUERY_OPTIONS_HEADER,
 };
 
 /// A Salesforce REST client; cheap to share behind an `Arc`, safe to call concurrently.
@@ -332,7 +333,11 @@ impl SalesforceClient {
         self.query_at("queryAll", soql).await
     }
 
-    async fn query_at(&self, resource: &'static str, soql: &str) -> Result<QueryPage, ClientError> {
+    async fn query_at<T: DeserializeOwned>(
+        &self,
+        resource: &'static str,
+        soql: &str,
+    ) -> Result<T, ClientError> {
         let mut req = Req::get(resource, self.data_path(&format!("{resource}/")));
         req.query.push(("q", soql.to_string()));
         req.batch_size = true;
@@ -341,6 +346,10 @@ impl SalesforceClient {
 
     /// The next page: `next` is a page's `nextRecordsUrl` (or a bare query locator `01g...-2000`).
     pub async fn query_more(&self, next: &str) -> Result<QueryPage, ClientError> {
+        self.query_more_as(next).await
+    }
+
+    async fn query_more_as<T: DeserializeOwned>(&self, next: &str) -> Result<T, ClientError> {
         let path = if next.starts_with('/') || next.starts_with("http") {
             next.to_string()
         } else {
@@ -349,6 +358,37 @@ impl SalesforceClient {
         let mut req = Req::get("query", path);
         req.batch_size = true;
         self.send_json(&req, true).await
+    }
+
+    /// First page of a query (`include_deleted`: `queryAll`) with its records left as JSON text.
+    pub async fn query_raw(
+        &self,
+        soql: &str,
+        include_deleted: bool,
+    ) -> Result<RawQueryPage, ClientError> {
+        let resource = if include_deleted { "queryAll" } else { "query" };
+        self.query_at(resource, soql).await
+    }
+
+    /// The next page of [`SalesforceClient::query_raw`] (`next`: its `nextRecordsUrl`).
+    pub async fn query_more_raw(&self, next: &str) -> Result<RawQueryPage, ClientError> {
+        self.query_more_as(next).await
+    }
+
+    /// [`SalesforceClient::query_collect`] with the records left as the JSON text received: no map
+    /// is built, and the text can be passed on unchanged.
+    pub async fn query_collect_raw(
+        &self,
+        soql: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<Box<RawValue>>, ClientError> {
+        let mut page = self.query_raw(soql, include_deleted).await?;
+        let mut out = std::mem::take(&mut page.records);
+        while let (false, Some(next)) = (page.done, page.next_records_url.take()) {
+            page = self.query_more_raw(&next).await?;
+            out.append(&mut page.records);
+        }
+        Ok(out)
     }
 
     /// Every record of a query, following `nextRecordsUrl` to the end (`include_deleted`: `queryAll`).

@@ -48,7 +48,9 @@ pub struct SimArgs {
     /// Background writes (insert, update, delete, undelete, merge) per second (0 = none).
     #[arg(long, default_value_t = 0.0)]
     pub changes_per_sec: f64,
-    /// Latency added to every REST request, in milliseconds.
+    /// Answer time of every REST request, in milliseconds: the answer leaves no sooner than this
+    /// after the request arrived, the simulator's own work (query evaluation, rendering) included,
+    /// as a real org's latency includes its compute. Injected hangs come on top.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     /// Share of REST requests answered 503 (0..=1).
@@ -138,7 +140,7 @@ pub struct SimConfig {
     pub ca_out: Option<PathBuf>,
     /// Background writes per second.
     pub changes_per_sec: f64,
-    /// Added latency, ms.
+    /// Answer time of every REST request, ms, compute included (see [`SimArgs`]).
     pub latency_ms: u64,
     /// 503 share.
     pub error_rate: f64,

@@ -20,7 +20,9 @@ use crate::wire::{ApiUsage, LIMIT_INFO_HEADER};
 /// Fault settings, readable and patchable at `/sim/faults`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultSettings {
-    /// Added latency per REST request, ms.
+    /// Answer time of every REST request at the server, ms: the answer leaves no sooner than this
+    /// after the request arrived, the server's own work included (a real org's latency includes its
+    /// compute). Injected hangs come on top.
     pub latency_ms: u64,
     /// Share of REST requests answered 503.
     pub error_rate: f64,
@@ -100,6 +102,8 @@ pub struct Stats {
     pub query_pages: u64,
     /// Records served by queries.
     pub query_records: u64,
+    /// Time spent computing query answers (parse, evaluation, rendering; not the latency), µs.
+    pub query_micros: u64,
     /// Pub/Sub subscriptions opened.
     pub subscriptions: u64,
     /// Pub/Sub events delivered.
@@ -141,6 +145,7 @@ pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Respon
 
 /// The middleware.
 pub async fn layer(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let arrived = tokio::time::Instant::now();
     let path = req.uri().path().to_string();
     let is_data = counted(&path);
     let (latency, hang, fail, limit) = {
@@ -176,13 +181,13 @@ pub async fn layer(State(s): State<Shared>, req: Request, next: Next) -> Respons
             st.hangs += 1;
         }
     }
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    // The answer leaves at `arrived + latency (+ hang)` at the earliest, whatever the work took.
+    let answer_at = arrived + latency + hang.unwrap_or_default();
     if let Some(h) = hang {
         tokio::time::sleep(h).await;
     }
     if fail {
+        tokio::time::sleep_until(answer_at).await;
         s.stats.lock().unavailable += 1;
         return api_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -217,6 +222,7 @@ pub async fn layer(State(s): State<Shared>, req: Request, next: Next) -> Respons
         }
         _ => next.run(req).await,
     };
+    tokio::time::sleep_until(answer_at).await;
     if resp.status() == StatusCode::UNAUTHORIZED {
         s.stats.lock().unauthorized += 1;
     }

@@ -2,6 +2,8 @@
 //! (`nextRecordsUrl`, batch size from `Sforce-Query-Options`), `sobjects/{type}/{id}`, `updated`, `deleted`,
 //! `describe`, `composite/sobjects/{type}` (retrieve by ids, GET or POST) and `limits`. Every route needs a
 //! live session (401 `INVALID_SESSION_ID` otherwise); errors are JSON arrays as Salesforce sends them.
+//! Query answers are written as Salesforce writes them — each record's `attributes` first, then its
+//! fields in the order selected — from records rendered once to JSON text when the query runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,20 +17,20 @@ use axum::Json;
 use chrono::{DurationRound, TimeDelta, Utc};
 use rand::distr::Alphanumeric;
 use rand::Rng;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::faults::api_error;
 use super::soql;
-use super::store::render;
+use super::store::{render, render_json};
 use super::Shared;
 use crate::wire::{
     format_datetime, parse_datetime, CompositeRetrieve, DeletedRecord, DeletedResult, QueryPage,
     UpdatedResult, MAX_BATCH_SIZE, MAX_COMPOSITE_IDS, QUERY_OPTIONS_HEADER,
 };
 
-/// An open query cursor: the result snapshot, rendered, served page by page.
+/// An open query cursor: the result snapshot, rendered (each record's JSON text), served page by page.
 pub struct Locator {
-    rows: Arc<Vec<Map<String, Value>>>,
+    rows: Arc<Vec<String>>,
     batch: usize,
     resource: &'static str,
     touched: Instant,
@@ -95,21 +97,57 @@ fn batch_size(s: &Shared, headers: &HeaderMap) -> usize {
     }
 }
 
-fn page(s: &Shared, version: &str, loc_id: &str, loc: &Locator, offset: usize) -> QueryPage {
+/// One page of a query's answer: whether it is the last, and the JSON body.
+struct Page {
+    done: bool,
+    body: String,
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+/// The page at `offset`, as Salesforce writes it (`totalSize`, `done`, `nextRecordsUrl` when not
+/// done, `records`), assembled from the records' rendered text.
+fn page(s: &Shared, version: &str, loc_id: &str, loc: &Locator, offset: usize) -> Page {
     let end = (offset + loc.batch).min(loc.rows.len());
-    let records: Vec<Map<String, Value>> = loc.rows[offset.min(end)..end].to_vec();
+    let records = &loc.rows[offset.min(end)..end];
     {
         let mut st = s.stats.lock();
         st.query_pages += 1;
         st.query_records += records.len() as u64;
     }
     let done = end >= loc.rows.len();
-    QueryPage {
-        total_size: loc.rows.len() as u64,
+    let size: usize = records.iter().map(|r| r.len() + 1).sum();
+    let mut out: Vec<u8> = Vec::with_capacity(size + 160);
+    out.extend_from_slice(
+        format!("{{\"totalSize\":{},\"done\":{done},", loc.rows.len()).as_bytes(),
+    );
+    if !done {
+        out.extend_from_slice(b"\"nextRecordsUrl\":");
+        super::store::json_str(
+            &mut out,
+            &format!("/services/data/v{version}/{}/{loc_id}-{end}", loc.resource),
+        );
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"records\":[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r.as_bytes());
+    }
+    out.extend_from_slice(b"]}");
+    Page {
         done,
-        next_records_url: (!done)
-            .then(|| format!("/services/data/v{version}/{}/{loc_id}-{end}", loc.resource)),
-        records,
+        body: String::from_utf8(out).unwrap_or_default(),
     }
 }
 
@@ -120,6 +158,7 @@ async fn run_query(
     params: HashMap<String, String>,
     all: bool,
 ) -> Response {
+    let started = Instant::now();
     let Some(version) = version_ok(&version).map(str::to_string) else {
         return not_found();
     };
@@ -145,7 +184,7 @@ async fn run_query(
                 let def = &db.objects[db.object_index(&parsed.from).unwrap_or(0)].def;
                 Ok(rows
                     .into_iter()
-                    .map(|r| render(def, r, Some(&fields), &version))
+                    .map(|r| render_json(def, r, &fields, &version))
                     .collect::<Vec<_>>())
             }
         })
@@ -193,7 +232,8 @@ async fn run_query(
         }
         l.open.insert(loc_id, loc);
     }
-    Json(p).into_response()
+    s.stats.lock().query_micros += started.elapsed().as_micros() as u64;
+    p.into_response()
 }
 
 fn soql_error(e: soql::SoqlError) -> Response {
@@ -254,12 +294,15 @@ pub async fn query_more(
             "invalid query locator",
         );
     };
-    loc.touched = Instant::now();
+    let started = Instant::now();
+    loc.touched = started;
     let p = page(&s, version, loc_id, loc, offset);
     if p.done {
         l.open.remove(loc_id);
     }
-    Json(p).into_response()
+    drop(l);
+    s.stats.lock().query_micros += started.elapsed().as_micros() as u64;
+    p.into_response()
 }
 
 /// `GET /services/data/{v}/sobjects/{type}/{id}[?fields=a,b]`.

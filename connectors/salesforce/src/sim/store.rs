@@ -1,9 +1,15 @@
 //! The org's records in memory and the one write path: insert, update, delete (to the recycle bin),
 //! undelete and merge. Each write returns the [`Change`]s it made, which feed the change-event bus.
 //! Reads: SOQL evaluation ([`Db::run_query`]), the updated/deleted windows and lookups by id.
+//!
+//! Each object keeps an ordered index of `(SystemModstamp, Id)` beside its records, moved by every
+//! write that stamps a record. A query ordered by `SystemModstamp[, Id]` — a sync's keyset page —
+//! walks that index from the least key its filter admits (see [`lower_bound`]), evaluates the whole
+//! filter on each record and stops at `LIMIT`: its answer is the scan-and-sort answer (the same
+//! rows in the same order; a property test checks it), without touching or sorting the rest.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -64,13 +70,36 @@ pub struct Change {
 pub struct ObjectStore {
     /// Definition.
     pub def: ObjectDef,
-    /// Records by id (deleted ones included).
+    /// Records by id (deleted ones included). Written only through [`Db`]'s write methods, which
+    /// keep `by_modstamp` in step.
     pub records: BTreeMap<String, Record>,
+    /// `(SystemModstamp ms, id)` of every record (deleted ones included), in query order.
+    by_modstamp: BTreeSet<(i64, String)>,
     /// Deletions `(id, deleted ms)` the `deleted` resource still reports, oldest first.
     pub deleted_log: Vec<(String, i64)>,
     /// Deletions before this (epoch ms) were purged from the log.
     pub log_purged_before_ms: i64,
     next_n: u64,
+}
+
+impl ObjectStore {
+    /// Moves record `id` in the modstamp index from `from_ms` to `to_ms`.
+    fn restamp(&mut self, id: &str, from_ms: i64, to_ms: i64) {
+        if from_ms != to_ms {
+            self.by_modstamp.remove(&(from_ms, id.to_string()));
+            self.by_modstamp.insert((to_ms, id.to_string()));
+        }
+    }
+
+    /// Whether the modstamp index holds exactly the records' keys (tests).
+    #[cfg(test)]
+    pub fn index_consistent(&self) -> bool {
+        self.by_modstamp.len() == self.records.len()
+            && self
+                .by_modstamp
+                .iter()
+                .all(|(t, id)| self.records.get(id).is_some_and(|r| r.modstamp_ms == *t))
+    }
 }
 
 /// The whole org.
@@ -110,6 +139,7 @@ impl Db {
                 .map(|def| ObjectStore {
                     def,
                     records: BTreeMap::new(),
+                    by_modstamp: BTreeSet::new(),
                     deleted_log: Vec::new(),
                     log_purged_before_ms: 0,
                     next_n: 1,
@@ -199,6 +229,7 @@ impl Db {
             .map(|k| (k.clone(), rec.fields[k].clone()))
             .collect();
         store.records.insert(id.clone(), rec);
+        store.by_modstamp.insert((at_ms, id.clone()));
         Ok(Change {
             object,
             kind: ChangeKind::Create,
@@ -244,6 +275,7 @@ impl Db {
     ) -> Result<Change, WriteError> {
         let def = self.objects[object].def.clone();
         let rec = self.live_mut(object, id)?;
+        let before_ms = rec.modstamp_ms;
         let mut changed = Vec::new();
         let mut nulled = Vec::new();
         let before = rec.fields.clone();
@@ -290,10 +322,12 @@ impl Db {
             .iter()
             .map(|k| (k.clone(), rec.fields[k].clone()))
             .collect();
+        let id = rec.id.clone();
+        self.objects[object].restamp(&id, before_ms, at_ms);
         Ok(Change {
             object,
             kind: ChangeKind::Update,
-            id: rec.id.clone(),
+            id,
             changed,
             nulled,
             values,
@@ -304,12 +338,15 @@ impl Db {
     /// Moves a live record to the recycle bin (`IsDeleted` true, visible to `queryAll` and `deleted`).
     pub fn delete(&mut self, object: usize, id: &str, at_ms: i64) -> Result<Change, WriteError> {
         let rec = self.live_mut(object, id)?;
+        let before_ms = rec.modstamp_ms;
         rec.is_deleted = true;
         rec.deleted_ms = Some(at_ms);
         rec.fields.insert("IsDeleted".into(), Value::Bool(true));
         Self::set_times(rec, at_ms, false);
         let id = rec.id.clone();
-        self.objects[object].deleted_log.push((id.clone(), at_ms));
+        let store = &mut self.objects[object];
+        store.restamp(&id, before_ms, at_ms);
+        store.deleted_log.push((id.clone(), at_ms));
         Ok(Change {
             object,
             kind: ChangeKind::Delete,
@@ -333,6 +370,7 @@ impl Db {
         if !rec.is_deleted {
             return Err(werr("UNDELETE_FAILED", "Entity is not in the recycle bin"));
         }
+        let before_ms = rec.modstamp_ms;
         rec.is_deleted = false;
         rec.deleted_ms = None;
         rec.fields.insert("IsDeleted".into(), Value::Bool(false));
@@ -348,6 +386,7 @@ impl Db {
             .map(|k| (k.clone(), rec.fields[k].clone()))
             .collect();
         store.deleted_log.retain(|(d, _)| *d != id18);
+        store.restamp(&id18, before_ms, at_ms);
         Ok(Change {
             object,
             kind: ChangeKind::Undelete,
@@ -460,6 +499,16 @@ impl Db {
         q: &Query,
         include_deleted: bool,
     ) -> Result<(usize, Vec<&Record>, Vec<&'static str>), SoqlError> {
+        self.run_query_planned(q, include_deleted, true)
+    }
+
+    /// [`Db::run_query`]; `use_index` false always scans and sorts (what the index must agree with).
+    pub(super) fn run_query_planned(
+        &self,
+        q: &Query,
+        include_deleted: bool,
+        use_index: bool,
+    ) -> Result<(usize, Vec<&Record>, Vec<&'static str>), SoqlError> {
         let object = self.object_index(&q.from).ok_or_else(|| SoqlError {
             code: "INVALID_TYPE",
             message: format!("sObject type '{}' is not supported.", q.from),
@@ -488,12 +537,24 @@ impl Db {
             .iter()
             .map(|k| field(&k.field).map(|(n, t)| (n, t, k.desc, k.nulls_last)))
             .collect::<Result<_, _>>()?;
-        let mut rows: Vec<&Record> = store
-            .records
-            .values()
-            .filter(|r| include_deleted || !r.is_deleted)
-            .filter(|r| filter.as_ref().is_none_or(|f| eval(f, r)))
-            .collect();
+        let admits = |r: &&Record| {
+            (include_deleted || !r.is_deleted) && filter.as_ref().is_none_or(|f| eval(f, r))
+        };
+        if use_index && index_order(&order) {
+            let from = filter
+                .as_ref()
+                .and_then(lower_bound)
+                .unwrap_or((i64::MIN, String::new()));
+            let rows: Vec<&Record> = store
+                .by_modstamp
+                .range(from..)
+                .filter_map(|(_, id)| store.records.get(id))
+                .filter(admits)
+                .take(q.limit.unwrap_or(usize::MAX))
+                .collect();
+            return Ok((rows.len(), rows, selected));
+        }
+        let mut rows: Vec<&Record> = store.records.values().filter(admits).collect();
         if !order.is_empty() {
             rows.sort_by(|a, b| {
                 for (name, ft, desc, nulls_last) in &order {
@@ -510,6 +571,57 @@ impl Db {
             rows.truncate(l);
         }
         Ok((rows.len(), rows, selected))
+    }
+}
+
+/// Whether `ORDER BY` is the modstamp index's order: `SystemModstamp` ascending, then `Id`
+/// ascending or nothing (the scan is in id order and the sort stable, so ties come by id either
+/// way); keys after `Id` never decide, `(SystemModstamp, Id)` being unique.
+fn index_order(order: &[(&'static str, FieldType, bool, bool)]) -> bool {
+    matches!(
+        order,
+        [("SystemModstamp", _, false, _)]
+            | [("SystemModstamp", _, false, _), ("Id", _, false, _), ..]
+    )
+}
+
+/// A key below every record `b` admits: each has `(SystemModstamp, Id) >= ` it (`None`: no bound
+/// known). Conservative — the filter is still evaluated on every record read from the bound on —
+/// so it only needs the shapes a sync sends: `SystemModstamp >/>=/= T`, and within an `AND` that
+/// pins `SystemModstamp = T`, `Id >/>=/= 'I'` (ties paged by id); `OR` takes the least bound.
+fn lower_bound(b: &Bound) -> Option<(i64, String)> {
+    match b {
+        Bound::Cmp("SystemModstamp", _, op, Literal::DateTime(t)) => match op {
+            Op::Gt => Some((t.saturating_add(1), String::new())),
+            Op::Ge | Op::Eq => Some((*t, String::new())),
+            _ => None,
+        },
+        Bound::Or(parts) => {
+            let mut least: Option<(i64, String)> = None;
+            for p in parts {
+                let b = lower_bound(p)?;
+                if least.as_ref().is_none_or(|l| b < *l) {
+                    least = Some(b);
+                }
+            }
+            least
+        }
+        Bound::And(parts) => {
+            let pinned = parts.iter().find_map(|p| match p {
+                Bound::Cmp("SystemModstamp", _, Op::Eq, Literal::DateTime(t)) => Some(*t),
+                _ => None,
+            });
+            let by_id = pinned.and_then(|t| {
+                parts.iter().find_map(|p| match p {
+                    // The least string above `I` is `I` followed by NUL.
+                    Bound::Cmp("Id", _, Op::Gt, Literal::Str(i)) => Some((t, format!("{i}\0"))),
+                    Bound::Cmp("Id", _, Op::Ge | Op::Eq, Literal::Str(i)) => Some((t, i.clone())),
+                    _ => None,
+                })
+            });
+            parts.iter().filter_map(lower_bound).chain(by_id).max()
+        }
+        _ => None,
     }
 }
 
@@ -721,4 +833,44 @@ pub fn render(
         }
     }
     m
+}
+
+/// A query's record as JSON text, the way Salesforce sends it: `attributes` first, then the fields in
+/// the order selected (each once). Written straight to text: no map per record.
+pub fn render_json(
+    def: &ObjectDef,
+    r: &Record,
+    fields: &[&'static str],
+    api_version: &str,
+) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(96 + fields.len() * 32);
+    out.extend_from_slice(b"{\"attributes\":{\"type\":");
+    json_str(&mut out, &def.name);
+    out.extend_from_slice(b",\"url\":");
+    json_str(
+        &mut out,
+        &format!(
+            "/services/data/v{api_version}/sobjects/{}/{}",
+            def.name, r.id
+        ),
+    );
+    out.push(b'}');
+    for (i, f) in fields.iter().enumerate() {
+        if fields[..i].contains(f) {
+            continue;
+        }
+        out.push(b',');
+        json_str(&mut out, f);
+        out.push(b':');
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, r.fields.get(*f).unwrap_or(&Value::Null));
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `s` as a JSON string.
+pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a `&str` into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }

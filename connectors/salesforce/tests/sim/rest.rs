@@ -171,6 +171,88 @@ async fn pages_with_batch_size_and_tie_paging() {
 }
 
 #[tokio::test]
+async fn raw_pages_are_the_records_as_salesforce_writes_them() {
+    let sim = start(SimConfig::for_tests()).await;
+    let mut cfg = cc_config(&sim);
+    cfg.query_batch_size = Some(200);
+    let c = SalesforceClient::new(cfg).unwrap();
+    let soql = "SELECT SystemModstamp, Id, LastName, IsDeleted, id FROM Contact ORDER BY SystemModstamp, Id";
+    let first = c.query_raw(soql, true).await.unwrap();
+    assert_eq!(first.records.len(), 200);
+    assert!(
+        !first.done
+            && first
+                .next_records_url
+                .as_deref()
+                .unwrap()
+                .contains("/queryAll/01g")
+    );
+    // `attributes` first, then the fields in the order selected, each once.
+    let text = first.records[0].get();
+    let at = |k: &str| {
+        text.find(&format!("\"{k}\":"))
+            .unwrap_or_else(|| panic!("{k} in {text}"))
+    };
+    assert!(text.starts_with("{\"attributes\":{\"type\":\"Contact\",\"url\":\"/services/data/v"));
+    assert!(
+        at("SystemModstamp") < at("Id")
+            && at("Id") < at("LastName")
+            && at("LastName") < at("IsDeleted")
+    );
+    assert_eq!(text.matches("\"Id\":").count(), 1, "{text}");
+    // Every page, raw or parsed, is the same answer.
+    let raw = c.query_collect_raw(soql, true).await.unwrap();
+    let parsed = c.query_collect(soql, true).await.unwrap();
+    assert_eq!(raw.len() as u64, first.total_size);
+    assert_eq!(raw.len(), parsed.len());
+    for (r, p) in raw.iter().zip(&parsed) {
+        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r.get()).unwrap();
+        assert_eq!(&v, p);
+    }
+}
+
+#[tokio::test]
+async fn latency_is_the_whole_answer_time() {
+    let mut cfg = SimConfig::for_tests();
+    cfg.latency_ms = 250;
+    let sim = start(cfg).await;
+    let c = cc_client(&sim);
+    c.count("Contact").await.unwrap();
+    // A query over every contact: answered no sooner than the latency after it was sent, its
+    // evaluation within that time (the simulator's compute for it is counted).
+    let t = std::time::Instant::now();
+    c.query_collect(
+        "SELECT Id, Name, Email FROM Contact ORDER BY SystemModstamp, Id",
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(sim.stats()["query_micros"].as_u64().unwrap() > 0);
+    // A 503 is not faster.
+    let mut cfg = cc_config(&sim);
+    cfg.max_retries = 0;
+    let c = SalesforceClient::new(cfg).unwrap();
+    c.session().await.unwrap();
+    sim.set_faults(&FaultsPatch {
+        fail_next: Some(1),
+        ..Default::default()
+    });
+    let t = std::time::Instant::now();
+    let e = c.count("Contact").await.unwrap_err();
+    assert!(matches!(e, ClientError::Server { status: 503, .. }), "{e}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn malformed_and_invalid_queries() {
     let sim = start(SimConfig::for_tests()).await;
     let c = cc_client(&sim);
