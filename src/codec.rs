@@ -213,19 +213,7 @@ struct Datum<'a>(&'a [u8]);
 impl<'a> Datum<'a> {
     /// A zig-zag varint `long` (at most 10 bytes).
     fn long(&mut self) -> Result<i64, String> {
-        let mut acc: u64 = 0;
-        for (i, &b) in self.0.iter().enumerate().take(10) {
-            acc |= u64::from(b & 0x7F) << (7 * i);
-            if b & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Ok((acc >> 1) as i64 ^ -((acc & 1) as i64));
-            }
-        }
-        Err(if self.0.len() < 10 {
-            "unexpected end of data in a long".to_owned()
-        } else {
-            "long is longer than 10 bytes".to_owned()
-        })
+        bounds::read_long(&mut self.0)
     }
 
     /// `n` bytes, refused when they are not there (no allocation on a corrupt length).

@@ -108,23 +108,29 @@ impl std::ops::Deref for BoundedSchema {
     }
 }
 
+/// Reads one Avro `long` (a zig-zag varint of at most 10 bytes) off the front of `bytes`, which then
+/// starts after it.
+pub fn read_long(bytes: &mut &[u8]) -> Result<i64, String> {
+    let mut acc: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        acc |= u64::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Ok((acc >> 1) as i64 ^ -((acc & 1) as i64));
+        }
+    }
+    Err(if bytes.len() < 10 {
+        "unexpected end of data in a long".to_owned()
+    } else {
+        "long is longer than 10 bytes".to_owned()
+    })
+}
+
 struct Cursor<'a>(&'a [u8]);
 
 impl Cursor<'_> {
     fn long(&mut self) -> Result<i64, String> {
-        let mut acc: u64 = 0;
-        for (i, &b) in self.0.iter().enumerate().take(10) {
-            acc |= u64::from(b & 0x7F) << (7 * i);
-            if b & 0x80 == 0 {
-                self.0 = &self.0[i + 1..];
-                return Ok((acc >> 1) as i64 ^ -((acc & 1) as i64));
-            }
-        }
-        Err(if self.0.len() < 10 {
-            "unexpected end of data in a long".to_owned()
-        } else {
-            "long is longer than 10 bytes".to_owned()
-        })
+        read_long(&mut self.0)
     }
 
     fn skip(&mut self, n: i64, what: &str) -> Result<(), String> {
