@@ -57,9 +57,7 @@ pub async fn run_sources(
         .filter(|_| stages.contains(&StageName::Ingest) && !until_caught_up)
         .map(|interval| (cfg.clone(), interval));
     if reconcile.is_some() {
-        cfg.bullhorn.requests_per_minute = cfg
-            .reconcile
-            .ingest_budget(cfg.bullhorn.requests_per_minute);
+        crate::reconcile::schedule::leave_ingest_the_rest(&mut cfg);
     }
     let ctx = RunCtx {
         cfg: Arc::new(cfg),
