@@ -67,8 +67,10 @@ mod tests {
 
     #[test]
     fn ingest_keeps_what_the_share_leaves_of_every_rate_limit() {
-        let mut cfg = Config::default();
-        cfg.hubspot = Some(Default::default());
+        let mut cfg = Config {
+            hubspot: Some(Default::default()),
+            ..Default::default()
+        };
         cfg.reconcile.api_share = 0.2;
         cfg.bullhorn.requests_per_minute = 1_500;
         cfg.hubspot.as_mut().unwrap().requests_per_10s = 100;
