@@ -13,12 +13,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// Which entity a dead letter belongs to, from its source topic (`...candidate`,
-/// `...joborder`, `...position`, HubSpot's `...contact`, `...job`, `...deal`).
+/// `...joborder`, `...position`, HubSpot's `...contact`, `...job`, `...deal`, Salesforce's
+/// `...contact`, `...position__c`).
 pub(super) fn entity_of_topic(topic: &str) -> Option<&'static str> {
-    let last = topic.rsplit('.').next()?;
-    match last {
-        "candidate" | "contact" | "Contact" => Some("candidate"),
-        "joborder" | "position" | "job" | "deal" | "Position__c" => Some("position"),
+    // Raw topic names are lower case (`crm.raw.salesforce.position__c`).
+    let last = topic.rsplit('.').next()?.to_ascii_lowercase();
+    match last.as_str() {
+        "candidate" | "contact" => Some("candidate"),
+        "joborder" | "position" | "job" | "deal" | "position__c" => Some("position"),
         _ => None,
     }
 }

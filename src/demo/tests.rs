@@ -34,6 +34,15 @@ fn dead_letters_map_to_entities_by_topic() {
     );
     assert_eq!(entity_of_topic("crm.canonical.position"), Some("position"));
     assert_eq!(entity_of_topic("crm.dlq"), None);
+    // Salesforce's raw topics are lower case: a dead-lettered `Position__c` is a position.
+    assert_eq!(
+        entity_of_topic("demo_1.crm.raw.salesforce.position__c"),
+        Some("position")
+    );
+    assert_eq!(
+        entity_of_topic("demo_1.crm.raw.salesforce.contact"),
+        Some("candidate")
+    );
     assert_eq!(
         entity_of_topic("x.crm.raw.hubspot.contact"),
         Some("candidate")
